@@ -1,0 +1,3 @@
+from opml.cli import run
+
+run()

@@ -1,0 +1,1 @@
+"""AutoML: featurization, search, ensembles, metrics, guardrails, explanations."""

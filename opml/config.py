@@ -1,0 +1,208 @@
+"""YAML files in configs/ -> validated typed models. Unknown keys are errors."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from opml.automl.names import ALGORITHMS, PRIMARY_METRICS
+from opml.errors import ConfigError
+
+BACKENDS = ("local",)
+DEFAULT_CONFIGS = "configs"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalWorkspace(_Strict):
+    path: str = ".opml"
+
+
+class WorkspaceConfig(_Strict):
+    """configs/workspace.yaml"""
+
+    backend: str = "local"
+    local: LocalWorkspace = LocalWorkspace()
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if v not in BACKENDS:
+            raise ValueError(f"unknown backend {v!r}; backends available: {', '.join(BACKENDS)}")
+        return v
+
+
+class DatasetSpec(_Strict):
+    """The `dataset:` section of automl.yaml: where the training data comes from."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    url: str | None = None
+    path: str | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    label_column: str
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+
+class AutoMLSettings(_Strict):
+    """configs/automl.yaml, named as Azure's AutoMLConfig names its settings."""
+
+    task: Literal["classification"] = "classification"
+    experiment_name: str = "bankmarketing-automl"
+    model_name: str = Field(default="bankmarketing-automl", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    primary_metric: str = "AUC_weighted"
+    label_column_name: str | None = None
+    n_cross_validations: int | None = Field(default=None, ge=2, le=20)
+    validation_size: float | None = Field(default=None, gt=0.0, lt=1.0)
+    experiment_timeout_seconds: float = Field(default=120.0, gt=0)
+    max_trials: int | None = Field(default=None, ge=1)
+    experiment_exit_score: float | None = None
+    enable_early_stopping: bool = True
+    allowed_models: list[str] | None = None
+    blocked_models: list[str] = []
+    enable_voting_ensemble: bool = True
+    enable_stack_ensemble: bool = True
+    featurization: Literal["auto", "off"] = "auto"
+    random_seed: int = 0
+    # How labels are decided from probabilities: "f1_minority" picks the threshold that
+    # maximises the minority class's F1 on out-of-fold predictions; "argmax" uses 0.5;
+    # a number in (0, 1) fixes the threshold on the minority class's probability.
+    decision_threshold: Literal["f1_minority", "argmax"] | float = "f1_minority"
+    dataset: DatasetSpec
+
+    @field_validator("primary_metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        if v not in PRIMARY_METRICS:
+            raise ValueError(f"unknown metric {v!r}; allowed: {', '.join(PRIMARY_METRICS)}")
+        return v
+
+    @field_validator("allowed_models", "blocked_models")
+    @classmethod
+    def _known_models(cls, v: list[str] | None) -> list[str] | None:
+        for name in v or []:
+            if name not in ALGORITHMS:
+                raise ValueError(f"unknown model {name!r}; allowed: {', '.join(ALGORITHMS)}")
+        return v
+
+    @field_validator("decision_threshold")
+    @classmethod
+    def _threshold_range(cls, v: Any) -> Any:
+        if isinstance(v, float) and not 0.0 < v < 1.0:
+            raise ValueError("a fixed threshold must lie strictly between 0 and 1")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AutoMLSettings:
+        if self.n_cross_validations is not None and self.validation_size is not None:
+            raise ValueError("set n_cross_validations or validation_size, not both")
+        if self.label_column_name and self.label_column_name != self.dataset.label_column:
+            raise ValueError(
+                f"label_column_name {self.label_column_name!r} differs from "
+                f"dataset.label_column {self.dataset.label_column!r}; keep one"
+            )
+        if self.allowed_models is not None and not set(self.allowed_models) - set(self.blocked_models):
+            raise ValueError("allowed_models minus blocked_models leaves no model to try")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.label_column_name or self.dataset.label_column
+
+    @property
+    def cv_folds(self) -> int | None:
+        """Folds of cross-validation, or None when a holdout (validation_size) is used."""
+        if self.validation_size is not None:
+            return None
+        return self.n_cross_validations or 5
+
+    def models(self) -> list[str]:
+        """Algorithms the search may use, in catalogue order."""
+        allowed = self.allowed_models if self.allowed_models is not None else list(ALGORITHMS)
+        return [m for m in ALGORITHMS if m in allowed and m not in self.blocked_models]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def configs_dir(value: str | os.PathLike[str] | None = None) -> Path:
+    """The configs folder: --configs, else $OPML_CONFIGS, else ./configs."""
+    return Path(value or os.environ.get("OPML_CONFIGS") or DEFAULT_CONFIGS)
+
+
+def load(path: Path, model: type[M], *, required: bool = True) -> M:
+    """Read one YAML file into `model`; any problem becomes a one-line ConfigError."""
+    if not path.is_file():
+        if required:
+            raise ConfigError(
+                f"config file {path} not found",
+                "run opml from the project folder or pass --configs DIR",
+            )
+        return model.model_validate({})
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}", "fix the syntax") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, model, exc)) from None
+
+
+def _describe(path: Path, model: type[BaseModel], exc: ValidationError) -> str:
+    # A misspelt key also makes the right one "missing": report the misspelling first.
+    err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(model, loc[:-1])
+        hint = difflib.get_close_matches(loc[-1], allowed, n=1)
+        did = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return f"{path}: unknown key {key!r}{did}; allowed keys: {', '.join(allowed)}"
+    if err["type"] == "missing":
+        return f"{path}: missing required key {key!r}"
+    msg = err["msg"].removeprefix("Value error, ")
+    given = err.get("input")
+    shown = f" (got {given!r})" if given is not None and not isinstance(given, dict) else ""
+    if key == "(top level)":
+        return f"{path}: {msg}"
+    return f"{path}: {key}: {msg}{shown}"
+
+
+def _allowed_keys(model: type[BaseModel], loc: list[str]) -> list[str]:
+    for part in loc:
+        field = model.model_fields.get(part)
+        ann = getattr(field, "annotation", None)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            break
+    return list(model.model_fields)
+
+
+def workspace_config(cfg_dir: Path) -> WorkspaceConfig:
+    return load(cfg_dir / "workspace.yaml", WorkspaceConfig, required=False)
+
+
+def automl_settings(cfg_dir: Path, path: Path | None = None) -> AutoMLSettings:
+    return load(path or cfg_dir / "automl.yaml", AutoMLSettings)

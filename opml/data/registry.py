@@ -1,0 +1,130 @@
+"""Register datasets as name:version in the workspace; a new version only when the content changes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from opml.data.profile import check_label, profile, read_csv
+from opml.data.source import sha256_file
+from opml.errors import DataError, NotFoundError, OpmlError
+from opml.workspace import store
+from opml.workspace.workspace import Workspace, now_iso
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    version: int
+    sha256: str
+    source: str
+    path: str
+    label: str
+    profile: dict[str, Any]
+    created_at: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"ref": self.ref}
+
+    def load(self):  # -> pandas.DataFrame
+        return read_csv(Path(self.path))
+
+
+def _row(row: sqlite3.Row) -> Dataset:
+    d = dict(row)
+    d["profile"] = json.loads(d["profile"])
+    return Dataset(**d)
+
+
+def register(ws: Workspace, name: str, file: Path, *, label: str, source: str | None = None) -> tuple[Dataset, bool]:
+    """Validate, profile and store `file` as the next version of `name`.
+
+    Returns (dataset, created); `created` is False when identical content is already registered.
+    Nothing is left behind when any step fails.
+    """
+    if not NAME_RE.match(name):
+        raise OpmlError(f"invalid dataset name {name!r}", "use letters, digits, '.', '_' or '-'")
+    digest = sha256_file(file)
+    existing = _by_hash(ws, name, digest)
+    if existing:
+        return existing, False
+    df = read_csv(file)
+    check_label(df, label, file)
+    if df[label].nunique(dropna=True) < 1:
+        raise DataError(f"label column {label!r} in {file} has no values", "fill the label column")
+    prof = profile(df, label) | {"sha256": digest, "bytes": file.stat().st_size}
+
+    target = ws.datasets_dir / name / f"{digest}.csv"
+    placed = not target.exists()
+    if placed:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{digest}.{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(file, tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    try:
+        with store.transaction(ws.db) as db:
+            row = db.execute("SELECT * FROM datasets WHERE name = ? AND sha256 = ?", (name, digest)).fetchone()
+            if row is not None:  # a concurrent process registered the same content first
+                return _row(row), False
+            version = db.execute(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM datasets WHERE name = ?", (name,)
+            ).fetchone()[0]
+            ds = Dataset(name=name, version=version, sha256=digest, source=source or str(file),
+                         path=str(target), label=label, profile=prof, created_at=now_iso())
+            db.execute(
+                "INSERT INTO datasets (name, version, sha256, source, path, label, profile, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (ds.name, ds.version, ds.sha256, ds.source, ds.path, ds.label, json.dumps(prof), ds.created_at),
+            )
+    except BaseException:
+        if placed:
+            target.unlink(missing_ok=True)
+        raise
+    return ds, True
+
+
+def _by_hash(ws: Workspace, name: str, digest: str) -> Dataset | None:
+    row = ws.db.execute("SELECT * FROM datasets WHERE name = ? AND sha256 = ?", (name, digest)).fetchone()
+    return _row(row) if row else None
+
+
+def list_datasets(ws: Workspace) -> list[Dataset]:
+    """Every registered version, newest version of each name first within name order."""
+    rows = ws.db.execute("SELECT * FROM datasets ORDER BY name, version DESC")
+    return [_row(r) for r in rows]
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """'name' or 'name:version' -> (name, version or None for latest)."""
+    name, _, version = ref.partition(":")
+    if version and not version.isdigit():
+        raise OpmlError(f"invalid version in {ref!r}", "write NAME or NAME:VERSION, e.g. bankmarketing:2")
+    return name, int(version) if version else None
+
+
+def get_dataset(ws: Workspace, ref: str) -> Dataset:
+    name, version = parse_ref(ref)
+    if version is None:
+        row = ws.db.execute(
+            "SELECT * FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
+        ).fetchone()
+    else:
+        row = ws.db.execute("SELECT * FROM datasets WHERE name = ? AND version = ?", (name, version)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no dataset {ref!r} in the workspace", "see `opml data list` or run `opml data register`")
+    return _row(row)

@@ -1,0 +1,102 @@
+"""The workspace's SQLite metadata store: WAL, busy timeout, forward-only schema migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from opml.errors import WorkspaceError
+
+# Each entry moves the schema from version i to i+1. Append only; never edit a shipped one.
+MIGRATIONS: list[str] = [
+    # 1: identities (service principals) and datasets
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE identities (
+        name        TEXT PRIMARY KEY,
+        client_id   TEXT NOT NULL UNIQUE,
+        secret_salt BLOB NOT NULL,
+        secret_hash BLOB NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+    CREATE TABLE datasets (
+        name       TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        sha256     TEXT NOT NULL,
+        source     TEXT NOT NULL,
+        path       TEXT NOT NULL,
+        label      TEXT NOT NULL,
+        profile    TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (name, version),
+        UNIQUE (name, sha256)
+    );
+    """,
+]
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the store, creating or migrating it to the newest schema."""
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise WorkspaceError(f"cannot open workspace database {path}: {exc}") from None
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise WorkspaceError(
+            f"workspace database {path} is unreadable ({exc})",
+            "restore it from a backup or point OPML_WORKSPACE at another folder",
+        ) from None
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[str] | None = None) -> int:
+    """Apply pending migrations atomically; safe when several processes start at once."""
+    steps = MIGRATIONS if migrations is None else migrations
+    if schema_version(conn) == len(steps):
+        return len(steps)
+    with transaction(conn):
+        # Re-read inside the write lock: another process may have migrated meanwhile.
+        current = schema_version(conn)
+        if current > len(steps):
+            raise WorkspaceError(
+                f"workspace schema version {current} is newer than this opml knows ({len(steps)})",
+                "upgrade opml",
+            )
+        for version in range(current, len(steps)):
+            for statement in _statements(steps[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+    return len(steps)
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT our transaction, so split and run one by one.
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction that takes the lock up front, so concurrent writers queue, not fail."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

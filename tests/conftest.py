@@ -1,0 +1,88 @@
+"""Shared fixtures: the real dataset from ../shared, an isolated project folder, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("OPML_TEST_DATA") or REPO.parent / "shared" / "data" / "bankmarketing_train.csv")
+DATA_SHA256 = "c4def7b2da7e398dc50a8195cd00ac6143ee51ae7377d24ba0347860e9a9a525"
+
+
+@pytest.fixture(scope="session")
+def bank_csv() -> Path:
+    if not DATA.is_file():
+        pytest.fail(
+            f"the bank-marketing dataset is missing at {DATA}: tests need ../shared/data/bankmarketing_train.csv "
+            "beside the repo (or OPML_TEST_DATA=/path/to/it)",
+            pytrace=False,
+        )
+    return DATA
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh project folder holding a copy of the repo's configs/, used as the working directory."""
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    for var in ("OPML_WORKSPACE", "OPML_DATA", "OPML_CONFIGS", "OPML_CLIENT_ID", "OPML_CLIENT_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+class Cli:
+    """Runs `opml ...` in-process through click, as a user would from the project folder."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+        from opml.cli import main
+
+        return self.runner.invoke(main, list(args), input=input, env=env, catch_exceptions=True)
+
+    def ok(self, *args: str, **kw) -> Result:
+        res = self(*args, **kw)
+        assert res.exit_code == 0, f"opml {' '.join(args)} failed ({res.exit_code}): {res.output}\n{res.exception!r}"
+        return res
+
+    def fails(self, *args: str, **kw) -> str:
+        """Assert a user error: exit 2, one line on stderr, no traceback. Returns that line."""
+        res = self(*args, **kw)
+        assert res.exit_code == 2, f"expected exit 2, got {res.exit_code}: {res.output}\n{res.exception!r}"
+        assert "Traceback" not in res.output
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("Usage:")]
+        assert len(lines) >= 1
+        assert lines[-1].startswith("Error:"), res.stderr
+        return lines[-1]
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()
+
+
+@pytest.fixture
+def workspace(project: Path, cli: Cli):
+    """A created workspace in the project folder, opened through the Python API."""
+    from opml.workspace.workspace import Workspace
+
+    cli.ok("auth")
+    ws = Workspace.open(project / ".opml")
+    yield ws
+    ws.close()
+
+
+def run_opml(*args: str, cwd: Path, env: dict[str, str] | None = None, input: str | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run opml as a separate process (for concurrency and start-up behaviour)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OPML_")} | (env or {})
+    return subprocess.run([sys.executable, "-m", "opml", *args], cwd=cwd, env=full_env, input=input,
+                          capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from opml.config import AutoMLSettings, WorkspaceConfig, automl_settings, load, workspace_config
+from opml.errors import ConfigError
+from tests.conftest import DATA_SHA256, REPO
+
+
+def error_of(path: Path, model) -> str:
+    with pytest.raises(ConfigError) as e:
+        load(path, model)
+    return str(e.value)
+
+
+def write(tmp: Path, name: str, text: str) -> Path:
+    p = tmp / name
+    p.write_text(text)
+    return p
+
+
+def test_shipped_configs_load_with_the_reference_dataset():
+    s = automl_settings(REPO / "configs")
+    assert s.dataset.name == "bankmarketing"
+    assert s.dataset.sha256 == DATA_SHA256
+    assert s.dataset.url.endswith("/automl-sample-notebook-data/bankmarketing_train.csv")
+    assert s.label == "response"
+    assert s.primary_metric == "AUC_weighted"
+    assert s.cv_folds == 5
+    assert workspace_config(REPO / "configs").backend == "local"
+
+
+def test_unknown_key_names_file_key_suggestion_and_allowed(tmp_path):
+    p = write(tmp_path, "automl.yaml", "n_cross_validation: 3\ndataset: {name: d, label_column: y}\n")
+    with pytest.raises(ConfigError) as e:
+        load(p, AutoMLSettings)
+    msg = str(e.value)
+    assert str(p) in msg and "'n_cross_validation'" in msg
+    assert "did you mean 'n_cross_validations'" in msg
+    assert "allowed keys:" in msg and "primary_metric" in msg
+    assert "\n" not in msg
+
+
+def test_unknown_nested_key_lists_that_sections_keys(tmp_path):
+    p = write(tmp_path, "automl.yaml", "dataset: {name: d, lable_column: y}\n")
+    msg = error_of(p, AutoMLSettings)
+    assert "dataset.lable_column" in msg and "label_column" in msg and "sha256" in msg
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("n_cross_validations: five", "n_cross_validations"),
+        ("primary_metric: f1", "allowed: AUC_weighted"),
+        ("experiment_timeout_seconds: 0", "experiment_timeout_seconds"),
+        ("allowed_models: [LightGBM, CatBoostz]", "unknown model 'CatBoostz'"),
+        ("n_cross_validations: 3\nvalidation_size: 0.2", "not both"),
+        ("decision_threshold: 1.5", "strictly between 0 and 1"),
+        ("featurization: maybe", "featurization"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, text, expected):
+    p = write(tmp_path, "automl.yaml", text + "\ndataset: {name: d, label_column: y}\n")
+    msg = error_of(p, AutoMLSettings)
+    assert expected in msg and str(p) in msg
+
+
+def test_missing_dataset_section(tmp_path):
+    p = write(tmp_path, "automl.yaml", "task: classification\n")
+    assert "missing required key 'dataset'" in error_of(p, AutoMLSettings)
+
+
+def test_unknown_backend_lists_backends(tmp_path):
+    p = write(tmp_path, "workspace.yaml", "backend: azureml\n")
+    msg = error_of(p, WorkspaceConfig)
+    assert "unknown backend 'azureml'" in msg and "backends available: local" in msg
+
+
+def test_invalid_yaml_gives_line(tmp_path):
+    p = write(tmp_path, "workspace.yaml", "backend: local\nlocal: [unclosed\n")
+    msg = error_of(p, WorkspaceConfig)
+    assert "not valid YAML at line" in msg
+
+
+def test_missing_optional_file_uses_defaults_and_required_one_errors(tmp_path):
+    assert workspace_config(tmp_path).local.path == ".opml"
+    with pytest.raises(ConfigError, match=r"automl\.yaml not found"):
+        automl_settings(tmp_path)
+
+
+def test_cli_reports_bad_config_as_one_line(project, cli):
+    (project / "configs" / "workspace.yaml").write_text("backend: local\nlocal: {path: .opml, colour: red}\n")
+    line = cli.fails("auth")
+    assert "unknown key 'local.colour'" in line and "workspace.yaml" in line
+
+
+def test_models_respects_allowed_and_blocked():
+    s = AutoMLSettings(dataset={"name": "d", "label_column": "y"}, allowed_models=["LightGBM", "RandomForest"],
+                       blocked_models=["RandomForest"])
+    assert s.models() == ["LightGBM"]
+    with pytest.raises(ValueError, match="leaves no model"):
+        AutoMLSettings(dataset={"name": "d", "label_column": "y"}, allowed_models=["LightGBM"],
+                       blocked_models=["LightGBM"])

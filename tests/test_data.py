@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import socket
+import threading
+import typing
+from functools import partial
+from pathlib import Path
+
+import pytest
+import yaml
+
+from opml.data.registry import get_dataset, list_datasets
+from tests.conftest import DATA_SHA256
+
+
+def register_json(cli, *args: str, **kw) -> dict:
+    return json.loads(cli.ok("data", "register", *args, "--json", **kw).stdout)
+
+
+def test_register_profiles_the_real_dataset(cli, workspace, bank_csv):
+    ds = register_json(cli, "--path", str(bank_csv))
+    assert (ds["name"], ds["version"], ds["created"]) == ("bankmarketing", 1, True)
+    assert ds["sha256"] == DATA_SHA256 and ds["label"] == "response"
+    p = ds["profile"]
+    assert (p["rows"], p["columns"]) == (32950, 21)
+    dist = p["label"]["distribution"]
+    assert dist["yes"]["count"] == 3692 and dist["no"]["count"] == 29258
+    assert dist["yes"]["share"] == pytest.approx(0.1120, abs=1e-4)
+    types = {c["name"]: c["type"] for c in p["schema"]}
+    assert types["age"] == "integer" and types["euribor3m"] == "float" and types["job"] == "categorical"
+    assert all(c["missing"] == 0 for c in p["schema"])
+    stored = Path(ds["path"])
+    assert stored.is_relative_to(workspace.root) and stored.read_bytes() == bank_csv.read_bytes()
+
+
+def test_same_content_keeps_version_new_content_bumps_it(cli, workspace, bank_csv, tmp_path):
+    assert register_json(cli, "--path", str(bank_csv))["version"] == 1
+    again = register_json(cli, "--path", str(bank_csv))
+    assert (again["version"], again["created"]) == (1, False)
+    smaller = tmp_path / "smaller.csv"
+    smaller.write_text("".join(bank_csv.read_text().splitlines(keepends=True)[:1001]))
+    v2 = register_json(cli, "--path", str(smaller))
+    assert (v2["version"], v2["profile"]["rows"]) == (2, 1000)
+    assert get_dataset(workspace, "bankmarketing").version == 2
+    assert get_dataset(workspace, "bankmarketing:1").profile["rows"] == 32950
+    listed = json.loads(cli.ok("data", "list", "--json").stdout)
+    assert [d["ref"] for d in listed] == ["bankmarketing:2", "bankmarketing:1"]
+    shown = cli.ok("data", "show", "bankmarketing:1").output
+    assert "32950 rows x 21 columns" in shown and "yes" in shown and "11.2%" in shown
+
+
+def test_opml_data_env_and_name_label_flags(cli, workspace, bank_csv):
+    ds = register_json(cli, env={"OPML_DATA": str(bank_csv)})
+    assert ds["source"] == str(bank_csv.absolute())
+    other = register_json(cli, "--name", "bank-marital", "--label", "marital", env={"OPML_DATA": str(bank_csv)})
+    assert other["label"] == "marital" and other["profile"]["label"]["classes"] == 4
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "is empty"),
+        (b"   \n\n", "is empty"),
+        (b"\x89PNG\r\n\x1a\n\0\0\0binary", "binary content"),
+        (b'{"not": "csv"}\n', "does not look like CSV"),
+        (b"age,job,response\n", "header but no rows"),
+        (b"age,job\n1,a\n2,b\n", "label column 'response' not found"),
+        (b"age,age,response\n1,2,no\n", "repeats column names (age)"),
+        (b'a,b,response\n1,"unterminated,no\n', "not valid CSV"),
+    ],
+)
+def test_bad_files_are_one_line_errors_and_leave_nothing(cli, workspace, tmp_path, content, expected):
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(content)
+    line = cli.fails("data", "register", "--path", str(bad))
+    assert expected in line, line
+    assert list_datasets(workspace) == []
+    assert not any(workspace.datasets_dir.rglob("*.csv"))
+
+
+def test_missing_file_and_bad_refs(cli, workspace, tmp_path):
+    assert "not found" in cli.fails("data", "register", "--path", str(tmp_path / "nope.csv"))
+    assert "no dataset 'ghost'" in cli.fails("data", "show", "ghost")
+    assert "invalid version" in cli.fails("data", "show", "bankmarketing:latest")
+    assert "mutually exclusive" in cli.fails("data", "register", "--path", "a", "--url", "http://x/y.csv")
+
+
+# ---- URL sources, against a real http.server on 127.0.0.1 -------------------
+
+
+class CountingHandler(http.server.SimpleHTTPRequestHandler):
+    hits: typing.ClassVar[list[str]] = []
+
+    def do_GET(self):
+        CountingHandler.hits.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path, bank_csv):
+    root = tmp_path / "www"
+    root.mkdir()
+    shutil.copy(bank_csv, root / "bankmarketing_train.csv")
+    CountingHandler.hits = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(CountingHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def point_config_at(project: Path, url: str, sha: str) -> None:
+    path = project / "configs" / "automl.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["dataset"].update(url=url, sha256=sha)
+    path.write_text(yaml.safe_dump(cfg))
+
+
+def test_url_download_is_verified_and_cached(project, cli, workspace, http_root):
+    url = f"{http_root}/bankmarketing_train.csv"
+    point_config_at(project, url, DATA_SHA256)
+    ds = register_json(cli)
+    assert ds["source"] == url and ds["sha256"] == DATA_SHA256 and ds["profile"]["rows"] == 32950
+    assert register_json(cli)["created"] is False
+    assert CountingHandler.hits == ["/bankmarketing_train.csv"]  # downloaded once, then served from cache
+
+
+def test_sha256_mismatch_is_refused_and_nothing_kept(project, cli, workspace, http_root):
+    point_config_at(project, f"{http_root}/bankmarketing_train.csv", "0" * 64)
+    line = cli.fails("data", "register")
+    assert "sha256 mismatch" in line
+    assert list_datasets(workspace) == []
+    assert not [f for f in workspace.cache_dir.rglob("*") if f.is_file()]
+
+
+def test_explicit_url_sha_flag_and_http_errors(cli, workspace, http_root):
+    assert "sha256 mismatch" in cli.fails("data", "register", "--url", f"{http_root}/bankmarketing_train.csv",
+                                          "--sha256", "f" * 64)
+    assert "HTTP 404" in cli.fails("data", "register", "--url", f"{http_root}/missing.csv")
+
+
+def test_unreachable_url(cli, workspace):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    line = cli.fails("data", "register", "--url", f"http://127.0.0.1:{port}/data.csv")
+    assert "unreachable" in line and "OPML_DATA" in line
+    assert list_datasets(workspace) == []
