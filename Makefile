@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install sysdeps demo test lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) sysdeps
+
+# Debian packages the tests and benchmarks use: Apache Bench.
+sysdeps:
+	@command -v ab >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq apache2-utils >/dev/null; \
+	  else echo "Apache Bench is missing: sudo apt-get install apache2-utils" >&2; exit 1; fi; }
 
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/run_all.sh

@@ -27,6 +27,9 @@ class UserError(click.ClickException):
 
 
 class OpmlGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # workflow order, as defined
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -80,7 +83,7 @@ pass_ctx = click.make_pass_decorator(Ctx)
 def main(ctx: click.Context, configs: Path) -> None:
     """opml: operationalize an ML model end to end on an embedded workspace.
 
-    Run the stages in workflow order: auth, then data.
+    Run the stages in workflow order: auth, data, train, deploy, consume.
     """
     source = ctx.get_parameter_source("configs")
     if source is not click.core.ParameterSource.DEFAULT and not configs.is_dir():
@@ -291,6 +294,359 @@ def data_show(ctx: Ctx, ref: str, as_json: bool) -> None:
         return
     click.echo(f"{ds.ref}  sha256 {ds.sha256}\nsource  {ds.source}\ncreated {ds.created_at}")
     _print_profile(ds)
+
+
+# ---- train, runs, models, predict, ui ----------------------------------------
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="AutoML settings file (default: <configs>/automl.yaml).")
+@click.option("--data", help="Local CSV to train on (registered first); default: the configured dataset.")
+@click.option("--experiment", help="Experiment name (default: automl.yaml experiment_name).")
+@click.option("--time-budget", type=float, help="Wall-time budget in seconds (experiment_timeout_seconds).")
+@click.option("--max-trials", type=int, help="Stop after N candidates (reproducible runs).")
+@json_option
+@pass_ctx
+def train(ctx: Ctx, config_file: Path | None, data: str | None, experiment: str | None,
+          time_budget: float | None, max_trials: int | None, as_json: bool) -> None:
+    """Run an AutoML classification experiment and register the best model."""
+    from opml.training.progress import TrialProgress
+    from opml.training.stage import train as run_train
+    from opml.training.stage import with_overrides
+
+    settings = with_overrides(ctx.automl(config_file), experiment=experiment, time_budget=time_budget,
+                              max_trials=max_trials)
+    ws = ctx.workspace()
+    bar = TrialProgress(settings.primary_metric, settings.experiment_timeout_seconds, settings.max_trials)
+    try:
+        result = run_train(ws, settings, data=data, on_trial=bar.update, progress=not as_json)
+    finally:
+        bar.close()
+    if as_json:
+        from opml.output import emit_json
+
+        emit_json({"run_id": result.run_id, "status": "Completed", "dataset": result.dataset.ref,
+                   "model": result.model.ref} | result.summary)
+        return
+    from opml.training.report import render
+
+    click.echo(render(result.summary, run_id=result.run_id))
+
+
+@main.group(cls=OpmlGroup)
+def runs() -> None:
+    """AutoML runs (experiments) in the workspace."""
+
+
+@runs.command("list")
+@click.option("--experiment", help="Only runs of this experiment.")
+@json_option
+@pass_ctx
+def runs_list(ctx: Ctx, experiment: str | None, as_json: bool) -> None:
+    """List AutoML runs, newest first."""
+    from opml.output import emit_json, table
+    from opml.training.runs import list_runs
+
+    items = list_runs(ctx.workspace(), experiment)
+    if as_json:
+        emit_json([{k: v for k, v in r.to_dict().items() if k != "summary"} for r in items])
+    elif not items:
+        click.echo("No AutoML runs; start one with `opml train`.")
+    else:
+        rows = [(r.id, r.experiment, r.status, r.dataset, r.best_pipeline or "-",
+                 f"{r.best_score:.4f}" if r.best_score is not None else "-", r.trials,
+                 f"{r.duration_s:.0f}s" if r.duration_s else "-", r.started_at) for r in items]
+        click.echo(table(rows, ["RUN", "EXPERIMENT", "STATUS", "DATASET", "BEST PIPELINE", "SCORE", "TRIALS",
+                                "DURATION", "STARTED"]))
+
+
+@runs.command("show")
+@click.argument("run_id")
+@json_option
+@pass_ctx
+def runs_show(ctx: Ctx, run_id: str, as_json: bool) -> None:
+    """Show a run: leaderboard, best model, guardrails, threshold, feature importance, artifacts."""
+    from opml.training.runs import get_run
+
+    run = get_run(ctx.workspace(), run_id)
+    if as_json:
+        from opml.output import emit_json
+
+        emit_json(run.to_dict())
+        return
+    from opml.training.report import render
+
+    click.echo(f"{run.id}  experiment {run.experiment}  dataset {run.dataset}  started {run.started_at}")
+    if run.error:
+        click.echo(f"error: {run.error}")
+    click.echo(render(run.summary | {"duration_s": run.duration_s or 0}, run_id=run.id, status=run.status))
+
+
+@main.group(cls=OpmlGroup)
+def models() -> None:
+    """Registered models."""
+
+
+@models.command("list")
+@json_option
+@pass_ctx
+def models_list(ctx: Ctx, as_json: bool) -> None:
+    """List registered models and versions."""
+    from opml.output import emit_json, table
+    from opml.training.models import list_models
+
+    items = list_models(ctx.workspace())
+    if as_json:
+        emit_json([m.to_dict() for m in items])
+    elif not items:
+        click.echo("No registered models; `opml train` registers the best one.")
+    else:
+        rows = [(m.ref, m.pipeline, m.info.get("primary_metric", ""),
+                 f"{m.metrics.get(m.info.get('primary_metric', ''), float('nan')):.4f}", m.run_id, m.created_at)
+                for m in items]
+        click.echo(table(rows, ["MODEL", "PIPELINE", "METRIC", "SCORE", "RUN", "CREATED"]))
+
+
+@models.command("show")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@json_option
+@pass_ctx
+def models_show(ctx: Ctx, ref: str, as_json: bool) -> None:
+    """Show a registered model: pipeline, metrics, threshold, input schema, files."""
+    from opml.output import emit_json, kv, table
+    from opml.training.models import get_model
+
+    m = get_model(ctx.workspace(), ref)
+    if as_json:
+        emit_json(m.to_dict())
+        return
+    thr = m.info.get("threshold") or {}
+    click.echo(kv([("model", m.ref), ("pipeline", m.pipeline), ("run", m.run_id), ("mlflow run", m.child_run),
+                   ("dataset", m.info.get("dataset")), ("classes", ", ".join(m.info.get("classes", []))),
+                   ("decision threshold", thr.get("applied", thr)), ("path", m.path), ("created", m.created_at)]))
+    metrics = sorted((k, v) for k, v in m.metrics.items() if isinstance(v, int | float))
+    click.echo("\n" + table([(k, f"{v:.4f}") for k, v in metrics], ["METRIC", "VALUE"]))
+    schema = m.info.get("schema") or {}
+    cols = schema.get("columns", []) if isinstance(schema, dict) else []
+    if cols:
+        click.echo("\nInput schema:")
+        click.echo(table([(c.get("name"), c.get("kind"), c.get("dtype")) for c in cols], ["COLUMN", "KIND", "DTYPE"]))
+
+
+@main.command()
+@click.option("--model", "model_ref", help="NAME[:VERSION] (default: latest version of automl.yaml model_name).")
+@click.option("--data", required=True, help="CSV file to score.")
+@click.option("--out", required=True, help="CSV file to write (input columns + prediction + probabilities).")
+@json_option
+@pass_ctx
+def predict(ctx: Ctx, model_ref: str | None, data: str, out: str, as_json: bool) -> None:
+    """Batch-score a CSV file with a registered model."""
+    from opml.training.predict import predict_csv
+
+    ref = model_ref or ctx.automl().model_name
+    summary = predict_csv(ctx.workspace(), ref, data, out)
+    if as_json:
+        from opml.output import emit_json
+
+        emit_json(summary)
+    else:
+        counts = ", ".join(f"{k}: {v}" for k, v in summary["predictions"].items())
+        click.echo(f"Scored {summary['rows']} rows with {summary['model']} -> {summary['out']} ({counts})")
+
+
+@main.command()
+@click.option("--port", default=5000, show_default=True, type=int)
+@pass_ctx
+def ui(ctx: Ctx, port: int) -> None:
+    """Open the MLflow UI on the workspace's tracking store (127.0.0.1), until Ctrl-C."""
+    import subprocess
+
+    ws = ctx.workspace()
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", ws.tracking_uri,
+           "--default-artifact-root", ws.artifact_uri, "--host", "127.0.0.1", "--port", str(port)]
+    click.echo(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C to stop)", err=True)
+    try:
+        raise SystemExit(subprocess.call(cmd))
+    except KeyboardInterrupt:
+        raise SystemExit(0) from None
+
+
+# ---- deploy, endpoint, consume -------------------------------------------------
+
+
+@main.command()
+@click.option("--best", is_flag=True, help="Deploy the model of the latest completed AutoML run.")
+@click.option("--experiment", help="With --best: the latest run of this experiment.")
+@click.option("--model", "model_ref", metavar="NAME[:VERSION]", help="Deploy this registered model.")
+@click.option("--name", help="Endpoint name (default: deploy.yaml name).")
+@json_option
+@pass_ctx
+def deploy(ctx: Ctx, best: bool, experiment: str | None, model_ref: str | None, name: str | None,
+           as_json: bool) -> None:
+    """Deploy a model as an authenticated scoring endpoint on 127.0.0.1."""
+    from opml.config import deploy_config
+    from opml.serving.endpoints import best_model
+    from opml.serving.endpoints import deploy as run_deploy
+
+    if best == bool(model_ref):
+        raise OpmlError("pass exactly one of --best and --model NAME[:VERSION]")
+    if experiment and not best:
+        raise OpmlError("--experiment goes with --best")
+    ws = ctx.workspace()
+    ref = best_model(ws, experiment) if best else model_ref
+    ep = run_deploy(ws, ref, deploy_config(ctx.configs), name)
+    if as_json:
+        from opml.output import emit_json
+
+        emit_json(ep.to_dict() | {"state": "Healthy"})
+        return
+    from opml.output import kv
+
+    click.echo(f"Endpoint {ep.name!r} is serving {ep.model} (pid {ep.pid}, inference: {ep.inference}).")
+    click.echo(kv([("scoring uri", ep.scoring_uri), ("swagger uri", ep.swagger_uri),
+                   ("auth", "key (Authorization: Bearer <key>)" if ep.auth_enabled else "off")]))
+    if ep.auth_enabled:
+        click.echo(f"Keys: opml endpoint keys {ep.name}")
+
+
+@main.group(cls=OpmlGroup)
+def endpoint() -> None:
+    """Manage scoring endpoints."""
+
+
+@endpoint.command("list")
+@json_option
+@pass_ctx
+def endpoint_list(ctx: Ctx, as_json: bool) -> None:
+    """List endpoints with their live state."""
+    from opml.output import emit_json, table
+    from opml.serving.endpoints import list_endpoints, state
+
+    items = [(ep, state(ep)) for ep in list_endpoints(ctx.workspace())]
+    if as_json:
+        emit_json([ep.to_dict() | {"state": st} for ep, st in items])
+    elif not items:
+        click.echo("No endpoints; create one with `opml deploy --best`.")
+    else:
+        click.echo(table([(ep.name, st, ep.model, ep.scoring_uri, ep.inference, ep.started_at) for ep, st in items],
+                         ["ENDPOINT", "STATE", "MODEL", "SCORING URI", "INFERENCE", "STARTED"]))
+
+
+@endpoint.command("show")
+@click.argument("name")
+@json_option
+@pass_ctx
+def endpoint_show(ctx: Ctx, name: str, as_json: bool) -> None:
+    """Show an endpoint: live state (Healthy, Unhealthy, Stopped), model, URIs, inference path."""
+    from opml.serving.endpoints import get_endpoint, log_file, state
+
+    ws = ctx.workspace()
+    ep = get_endpoint(ws, name)
+    st = state(ep)
+    if as_json:
+        from opml.output import emit_json
+
+        emit_json(ep.to_dict() | {"state": st, "log": str(log_file(ws, name))})
+        return
+    from opml.output import kv
+
+    click.echo(kv([("endpoint", ep.name), ("state", st), ("model", ep.model), ("scoring uri", ep.scoring_uri),
+                   ("swagger uri", ep.swagger_uri), ("auth", "enabled" if ep.auth_enabled else "off"),
+                   ("inference", ep.inference), ("pid", ep.pid), ("started", ep.started_at),
+                   ("log", log_file(ws, name))]))
+
+
+@endpoint.command("keys")
+@click.argument("name")
+@click.option("--regenerate", type=click.Choice(["primary", "secondary"]), help="Replace this key now.")
+@json_option
+@pass_ctx
+def endpoint_keys_cmd(ctx: Ctx, name: str, regenerate: str | None, as_json: bool) -> None:
+    """Show (or regenerate) the endpoint's primary and secondary keys."""
+    from opml.serving.endpoints import endpoint_keys
+
+    keys = endpoint_keys(ctx.workspace(), name, regenerate)
+    if as_json:
+        from opml.output import emit_json
+
+        emit_json({"primaryKey": keys["primary"], "secondaryKey": keys["secondary"]})
+    else:
+        click.echo(f"primary:   {keys['primary']}\nsecondary: {keys['secondary']}")
+        if regenerate:
+            click.echo(f"Regenerated the {regenerate} key; the old one is refused from now on.", err=True)
+
+
+@endpoint.command("restart")
+@click.argument("name")
+@json_option
+@pass_ctx
+def endpoint_restart(ctx: Ctx, name: str, as_json: bool) -> None:
+    """Restart the endpoint's process (the old one serves until the new one is ready)."""
+    from opml.serving.endpoints import restart
+
+    ep = restart(ctx.workspace(), name)
+    if as_json:
+        from opml.output import emit_json
+
+        emit_json(ep.to_dict() | {"state": "Healthy"})
+    else:
+        click.echo(f"Restarted {ep.name!r}: pid {ep.pid}, {ep.scoring_uri}")
+
+
+@endpoint.command("delete")
+@click.argument("name")
+@json_option
+@pass_ctx
+def endpoint_delete(ctx: Ctx, name: str, as_json: bool) -> None:
+    """Stop the endpoint's process, free its port and forget it (and its keys)."""
+    from opml.serving.endpoints import delete
+
+    ep = delete(ctx.workspace(), name)
+    if as_json:
+        from opml.output import emit_json
+
+        emit_json({"deleted": ep.name, "port": ep.port})
+    else:
+        click.echo(f"Deleted endpoint {ep.name!r} (port {ep.port} freed).")
+
+
+@main.command()
+@click.option("--endpoint", "name", help="Endpoint name (default: deploy.yaml name).")
+@click.option("--data", "data_file", help="JSON file of records ({\"data\": [...]} or a list).")
+@click.option("--rows", default=5, show_default=True, type=int, help="Rows of the model's dataset to send.")
+@click.option("--proba", is_flag=True, help="Ask for class probabilities (predict_proba).")
+@json_option
+@pass_ctx
+def consume(ctx: Ctx, name: str | None, data_file: str | None, rows: int, proba: bool, as_json: bool) -> None:
+    """Send records to an endpoint and print its predictions next to the inputs."""
+    from opml.config import deploy_config
+    from opml.serving.consume import records_from_dataset, records_from_file, send
+    from opml.serving.endpoints import get_endpoint
+    from opml.training.models import get_model
+
+    ws = ctx.workspace()
+    ep = get_endpoint(ws, name or deploy_config(ctx.configs).name)
+    model = get_model(ws, ep.model)
+    if data_file:
+        records = records_from_file(data_file)
+    else:
+        records = records_from_dataset(ws, model.info["dataset"], model.info["label"], rows)
+    reply = send(ws, ep, records, proba=proba)
+    preds = reply["predictions"]
+    if as_json:
+        from opml.output import emit_json
+
+        emit_json({"endpoint": ep.name, "model": ep.model, "rows": len(records), "predictions": preds})
+        return
+    from opml.output import table
+
+    keys = list(records[0])[:5]
+    classes = model.info.get("classes", [])
+    heads = [*keys, *([f"P({c})" for c in classes] if proba else ["PREDICTION"])]
+    body = [[r.get(k) for k in keys] + ([f"{p:.4f}" for p in pred] if proba else [pred])
+            for r, pred in zip(records, preds, strict=True)]
+    click.echo(table(body, heads))
 
 
 def _print_profile(ds: Any) -> None:

@@ -134,6 +134,18 @@ class AutoMLSettings(_Strict):
         return [m for m in ALGORITHMS if m in allowed and m not in self.blocked_models]
 
 
+class DeployConfig(_Strict):
+    """configs/deploy.yaml: how `opml deploy` runs an endpoint."""
+
+    name: str = Field(default="bankmarketing-endpoint", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)  # 0: a free port, kept across redeploys
+    auth_enabled: bool = True
+    max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    workers: int = Field(default=1, ge=1, le=32)
+    startup_timeout_seconds: float = Field(default=90.0, gt=0)
+
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -202,6 +214,10 @@ def _allowed_keys(model: type[BaseModel], loc: list[str]) -> list[str]:
 
 def workspace_config(cfg_dir: Path) -> WorkspaceConfig:
     return load(cfg_dir / "workspace.yaml", WorkspaceConfig, required=False)
+
+
+def deploy_config(cfg_dir: Path) -> DeployConfig:
+    return load(cfg_dir / "deploy.yaml", DeployConfig, required=False)
 
 
 def automl_settings(cfg_dir: Path, path: Path | None = None) -> AutoMLSettings:

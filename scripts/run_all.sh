@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The reference workflow end to end on the embedded workspace. Offline: set OPML_DATA=/path/to.csv.
+# OPML_TIME_BUDGET (default 120) sets the AutoML budget in seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,3 +14,17 @@ opml auth sp list
 step "data: register the bank-marketing dataset${OPML_DATA:+ from $OPML_DATA}"
 opml data register
 opml data list
+
+step "train: AutoML classification (${OPML_TIME_BUDGET:-120} s budget)"
+opml train --time-budget "${OPML_TIME_BUDGET:-120}"
+opml models list
+
+step "deploy: the best model as an authenticated endpoint"
+opml deploy --best
+opml endpoint show bankmarketing-endpoint
+
+step "consume: score rows through the endpoint (opml consume, then scripts/endpoint.py)"
+opml consume --rows 5
+OPML_SCORING_URI=$(opml endpoint show bankmarketing-endpoint --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["scoring_uri"])') \
+OPML_KEY=$(opml endpoint keys bankmarketing-endpoint --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["primaryKey"])') \
+  python3 scripts/endpoint.py

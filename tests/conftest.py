@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +63,31 @@ class Cli:
         assert len(lines) >= 1
         assert lines[-1].startswith("Error:"), res.stderr
         return lines[-1]
+
+
+class Project:
+    """A project folder (configs + workspace) driven through the CLI without changing directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.configs = root / "configs"
+        self.ws = root / ".opml"
+        self.cli = Cli()
+        shutil.copytree(REPO / "configs", self.configs)
+
+    def env(self) -> dict[str, str]:
+        return {"OPML_WORKSPACE": str(self.ws), "OPML_DATA": "", "OPML_CONFIGS": ""}
+
+    def ok(self, *args: str):
+        return self.cli.ok("--configs", str(self.configs), *args, env=self.env())
+
+    def fails(self, *args: str) -> str:
+        return self.cli.fails("--configs", str(self.configs), *args, env=self.env())
+
+    def set_config(self, file: str = "automl.yaml", **updates) -> None:
+        path = self.configs / file
+        cfg = (yaml.safe_load(path.read_text()) or {}) | updates
+        path.write_text(yaml.safe_dump(cfg))
 
 
 @pytest.fixture

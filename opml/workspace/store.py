@@ -34,6 +34,55 @@ MIGRATIONS: list[str] = [
         UNIQUE (name, sha256)
     );
     """,
+    # 2: AutoML runs and registered models, indexed here so list commands and endpoints
+    #    need not import MLflow (which holds the full detail: child runs, artifacts, registry)
+    """
+    CREATE TABLE automl_runs (
+        id             TEXT PRIMARY KEY,
+        experiment     TEXT NOT NULL,
+        dataset        TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        primary_metric TEXT NOT NULL,
+        best_pipeline  TEXT,
+        best_score     REAL,
+        best_child_run TEXT,
+        trials         INTEGER NOT NULL DEFAULT 0,
+        started_at     TEXT NOT NULL,
+        ended_at       TEXT,
+        duration_s     REAL,
+        error          TEXT,
+        summary        TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX automl_runs_by_experiment ON automl_runs (experiment, started_at);
+    CREATE TABLE models (
+        name       TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        run_id     TEXT NOT NULL,
+        child_run  TEXT NOT NULL,
+        path       TEXT NOT NULL,
+        pipeline   TEXT NOT NULL,
+        metrics    TEXT NOT NULL,
+        info       TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    """,
+    # 3: scoring endpoints (their keys live in secrets/, never here)
+    """
+    CREATE TABLE endpoints (
+        name         TEXT PRIMARY KEY,
+        model        TEXT NOT NULL,
+        host         TEXT NOT NULL,
+        port         INTEGER NOT NULL,
+        pid          INTEGER,
+        auth_enabled INTEGER NOT NULL,
+        settings     TEXT NOT NULL,
+        inference    TEXT,
+        started_at   TEXT,
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+    """,
 ]
 
 BUSY_TIMEOUT_MS = 30_000

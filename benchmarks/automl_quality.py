@@ -1,0 +1,263 @@
+"""AutoML quality and cost: opml's engine vs FLAML, same data, same budget, same folds.
+
+Each system runs in its own process (so peak memory is its own): load the CSV, run AutoML with
+the time budget, refit the final model; the wall time and peak RSS of that part are recorded.
+Afterwards (untimed) the final model of each is cross-validated again on the same 5 folds
+(StratifiedKFold(5, shuffle=True, random_state=0)): pooled out-of-fold AUC_weighted, accuracy and the
+minority class's F1 at argmax and at the F1-maximising threshold are computed the same way for both.
+opml's engine also reports its own scores (ensembles cross-fitted, so not leaked).
+
+    .venv/bin/pip install flaml          # benchmark only; opml does not depend on it
+    .venv/bin/python benchmarks/automl_quality.py [--budget 120] [--data PATH] [--only opml|flaml]
+
+Targets checked at the end: AUC_weighted >= 0.951, wall <= budget * 1.1, peak RSS < 2 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+STARTED = time.monotonic()
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "bankmarketing_train.csv"
+LABEL = "response"
+SEED = 0
+FOLDS = 5
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _scores(y_pos, p_pos) -> dict[str, float]:
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from opml.automl.threshold import best_f1_threshold, binary_report
+
+    y_pos = np.asarray(y_pos).astype(bool)
+    argmax = binary_report(y_pos, p_pos, 0.5)
+    cut = best_f1_threshold(y_pos, p_pos)
+    tuned = binary_report(y_pos, p_pos, cut)
+    return {
+        "auc": float(roc_auc_score(y_pos, p_pos)),
+        "accuracy": argmax["accuracy"],
+        "f1_argmax": argmax["f1"],
+        "f1_tuned": tuned["f1"],
+        "threshold": cut,
+    }
+
+
+def _folds(y):
+    import numpy as np
+    from sklearn.model_selection import StratifiedKFold
+
+    return list(StratifiedKFold(FOLDS, shuffle=True, random_state=SEED).split(np.zeros(len(y)), y))
+
+
+def worker_opml(data: Path, budget: float) -> dict:
+    import numpy as np
+    import pandas as pd
+    from sklearn.base import clone
+
+    from opml.automl.experiment import run_experiment
+    from opml.config import AutoMLSettings
+
+    df = pd.read_csv(data)
+    settings = AutoMLSettings(
+        dataset={"name": "bankmarketing", "label_column": LABEL}, experiment_timeout_seconds=budget,
+        n_cross_validations=FOLDS, random_seed=SEED,
+    )
+    result = run_experiment(df, settings)
+    wall, rss = time.monotonic() - STARTED, _peak_rss_mb()
+
+    model = result.model
+    positive = model.classes_[model.positive_index_]
+    X, y = df.drop(columns=[LABEL]), df[LABEL].to_numpy()
+    oof = np.zeros(len(df))
+    for train, valid in _folds(y):
+        fold_model = clone(model).fit(X.iloc[train], y[train])
+        oof[valid] = fold_model.predict_proba(X.iloc[valid])[:, model.positive_index_]
+    singles = [t for t in result.trials if t.algorithm not in ("VotingEnsemble", "StackEnsemble")]
+    best = result.best
+    return {
+        "system": "opml",
+        "best": best.pipeline_name,
+        "members": ", ".join(f"{m['pipeline']}" for m in best.members) or "-",
+        "trials": f"{len(singles)} ({sum(t.status != 'succeeded' for t in singles)} failed) + "
+                  f"{len(result.trials) - len(singles)} ensembles",
+        "stop": result.stop_reason,
+        "engine": {
+            "auc": best.metrics["AUC_weighted"],
+            "accuracy": best.metrics["accuracy"],
+            "f1_argmax": result.threshold["argmax"]["f1"],
+            "f1_tuned": result.threshold["tuned"]["f1"],
+            "threshold": result.threshold["applied"],
+        },
+        "recv": _scores(y == positive, oof),
+        "wall_s": wall,
+        "rss_mb": rss,
+        "timings": result.timings,
+    }
+
+
+def worker_flaml(data: Path, budget: float) -> dict:
+    import flaml
+    import numpy as np
+    import pandas as pd
+    from flaml import AutoML
+    from sklearn.model_selection import StratifiedKFold
+
+    df = pd.read_csv(data)
+    X, y = df.drop(columns=[LABEL]), df[LABEL]
+    automl = AutoML()
+    automl.fit(
+        X, y, task="classification", metric="roc_auc", time_budget=budget, eval_method="cv",
+        split_type=StratifiedKFold(FOLDS, shuffle=True, random_state=SEED), n_splits=FOLDS, seed=SEED,
+        n_jobs=os.cpu_count() or 1, verbose=0,
+    )
+    wall, rss = time.monotonic() - STARTED, _peak_rss_mb()
+
+    Xt = automl._state.task.preprocess(X, automl._transformer)
+    yt = np.asarray(automl._label_transformer.transform(y) if automl._label_transformer else y)
+    positive = list(automl.classes_).index(y.value_counts().idxmin())
+    oof = np.zeros(len(df))
+    for train, valid in _folds(yt):
+        est = automl.model.__class__(task=automl._state.task, n_jobs=os.cpu_count() or 1, **automl.best_config)
+        est.fit(Xt.iloc[train], yt[train])
+        oof[valid] = est.predict_proba(Xt.iloc[valid])[:, positive]
+    return {
+        "system": f"FLAML {flaml.__version__}",
+        "best": automl.best_estimator,
+        "members": "-",
+        "trials": str(len(getattr(automl, "config_history", {}) or {})),
+        "stop": "time budget",
+        "engine": {"auc": 1.0 - automl.best_loss, "accuracy": None, "f1_argmax": None, "f1_tuned": None,
+                   "threshold": None},
+        "recv": _scores(yt == positive, oof),
+        "wall_s": wall,
+        "rss_mb": rss,
+        "timings": {},
+    }
+
+
+def run(system: str, data: Path, budget: float) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", system, "--data", str(data),
+           "--budget", str(budget)]
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"{system} worker failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["process_s"] = time.monotonic() - started
+    return out
+
+
+def run_cli(data: Path, budget: float) -> dict:
+    """The whole `opml train` command (dataset registration, AutoML, MLflow logging, model registration)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="opml-bench-") as tmp:
+        env = dict(os.environ, OPML_WORKSPACE=str(Path(tmp) / "ws"))
+        opml = [sys.executable, "-m", "opml", "--configs", str(REPO / "configs")]
+        subprocess.run([*opml, "auth"], env=env, check=True, capture_output=True)
+        started = time.monotonic()
+        proc = subprocess.Popen([*opml, "train", "--data", str(data), "--time-budget", str(budget), "--json"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        out, _ = proc.communicate()
+        wall = time.monotonic() - started
+        if proc.returncode:
+            raise SystemExit(f"opml train failed with exit code {proc.returncode}")
+        summary = json.loads(out)
+    import resource
+
+    # Largest child waited for: the train process (auth is far smaller). Linux reports KiB.
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    best = summary["best"]
+    return {"wall_s": wall, "rss_mb": rss, "best": best["pipeline"], "auc": best["metrics"]["AUC_weighted"],
+            "trials": len(summary["leaderboard"]) + len(summary["failed_trials"])}
+
+
+def _fmt(v, spec: str = ".4f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def report(results: list[dict], budget: float, data: Path) -> None:
+    print(f"AutoML quality benchmark: {data.name}, budget {budget:g} s, {os.cpu_count()} cores, "
+          f"{FOLDS}-fold StratifiedKFold(shuffle=True, random_state={SEED})")
+    width = 36
+    names = [r["system"] for r in results]
+    print(f"{'':<{width}}" + "".join(f"{n:<30}" for n in names))
+    rows = [
+        ("best pipeline", lambda r: r["best"]),
+        ("trials (FLAML: config_history size)", lambda r: r["trials"]),
+        ("stopped by", lambda r: r["stop"][:28]),
+        ("engine-reported AUC_weighted", lambda r: _fmt(r["engine"]["auc"])),
+        ("final model 5-fold CV AUC_weighted", lambda r: _fmt(r["recv"]["auc"])),
+        ("  accuracy (argmax)", lambda r: _fmt(r["recv"]["accuracy"])),
+        ("  minority F1 at argmax", lambda r: _fmt(r["recv"]["f1_argmax"])),
+        ("  minority F1 at tuned threshold",
+         lambda r: f"{_fmt(r['recv']['f1_tuned'])} (t={r['recv']['threshold']:.3f})"),
+        ("engine-reported F1 argmax / tuned",
+         lambda r: f"{_fmt(r['engine']['f1_argmax'])} / {_fmt(r['engine']['f1_tuned'])}"),
+        ("wall: start..final model (s)", lambda r: f"{r['wall_s']:.1f}"),
+        ("peak RSS (MB)", lambda r: f"{r['rss_mb']:.0f}"),
+    ]
+    for label, get in rows:
+        print(f"{label:<{width}}" + "".join(f"{get(r):<30}" for r in results))
+    for r in results:
+        if r["members"] != "-":
+            print(f"{r['system']} ensemble members: {r['members']}")
+        if r["timings"]:
+            print(f"{r['system']} timings (s): " + ", ".join(f"{k}={v:.1f}" for k, v in r["timings"].items()))
+    mine = next((r for r in results if r["system"] == "opml"), None)
+    if mine:
+        checks = [
+            ("5-fold CV AUC_weighted >= 0.951", min(mine["recv"]["auc"], mine["engine"]["auc"]) >= 0.951),
+            (f"wall <= {budget * 1.1:g} s", mine["wall_s"] <= budget * 1.1),
+            ("peak RSS < 2048 MB", mine["rss_mb"] < 2048),
+        ]
+        print("opml targets: " + "; ".join(f"{name}: {'PASS' if ok else 'FAIL'}" for name, ok in checks))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=120.0)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--only", choices=["opml", "flaml", "cli"])
+    parser.add_argument("--worker", choices=["opml", "flaml"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not args.data.is_file():
+        raise SystemExit(f"dataset not found at {args.data}; pass --data PATH")
+    if args.worker:
+        sys.path.insert(0, str(REPO))
+        out = worker_opml(args.data, args.budget) if args.worker == "opml" else worker_flaml(args.data, args.budget)
+        print(json.dumps(out, default=float))
+        return
+    systems = [args.only] if args.only else ["opml", "flaml", "cli"]
+    results = []
+    for system in (s for s in systems if s != "cli"):
+        print(f"running {system} ({args.budget:g} s budget)...", file=sys.stderr, flush=True)
+        results.append(run(system, args.data, args.budget))
+    if results:
+        report(results, args.budget, args.data)
+    if "cli" in systems:
+        print(f"running `opml train` ({args.budget:g} s budget)...", file=sys.stderr, flush=True)
+        cli = run_cli(args.data, args.budget)
+        print(f"\nopml train (whole command: register data, AutoML, MLflow tracking, model registration): "
+              f"wall {cli['wall_s']:.1f} s, peak RSS {cli['rss_mb']:.0f} MB, {cli['trials']} models, "
+              f"best {cli['best']} AUC_weighted {cli['auc']:.4f}; "
+              f"wall <= {args.budget * 1.1:g} s: {'PASS' if cli['wall_s'] <= args.budget * 1.1 else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()

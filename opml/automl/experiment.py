@@ -1,0 +1,212 @@
+"""`run_experiment`: validate, guard, search, ensemble, pick, refit and explain, within the budget."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from opml.automl.results import SUCCEEDED, ExperimentResult, Progress, TrialResult
+
+if TYPE_CHECKING:
+    from opml.config import AutoMLSettings
+
+BUDGET_SHARE = 0.97  # the engine aims to finish within this share of experiment_timeout_seconds
+REFIT_SAFETY = 1.2  # refit-time estimates are padded by this factor
+RESERVE_MEMBERS = 5  # the refit reserve assumes an ensemble of this many of the best candidates
+
+
+def run_experiment(
+    df: pd.DataFrame, settings: AutoMLSettings, *, on_trial: Callable[[TrialResult], None] | None = None
+) -> ExperimentResult:
+    """Run one AutoML experiment on `df` (features + label column) and return its result.
+
+    `on_trial(trial)` is called after every candidate, failed ones and ensembles included; the
+    trial's `progress` says how many are done, the best so far and the seconds left. The whole
+    call aims to finish within experiment_timeout_seconds (search, ensembles, refit, explanation).
+    """
+    from opml.automl.evaluate import FoldData, make_splits
+    from opml.automl.guardrails import run_guardrails, validate_input
+    from opml.automl.search import Clock, SearchContext, run_search
+
+    start = time.monotonic()
+    budget = float(settings.experiment_timeout_seconds)
+    timings: dict[str, float] = {}
+    kinds = validate_input(df, settings)
+    label = settings.label
+    features = df.drop(columns=[label])
+    X = _coerce(features, kinds)
+    y_raw = np.asarray(df[label].to_numpy())
+    classes = np.unique(y_raw)
+    y = np.searchsorted(classes, y_raw)
+    counts = np.bincount(y, minlength=len(classes))
+    positive = int(np.argmin(counts))
+    labels = [str(c) for c in classes]
+    guardrails = run_guardrails(features, df[label], kinds, settings)
+    splits = make_splits(y, settings.cv_folds, settings.validation_size, settings.random_seed)
+    data = FoldData(X, y, len(classes), splits)
+    timings["prepare_s"] = time.monotonic() - start
+
+    n_rows = len(X)
+    train_share = np.mean([len(tr) for tr, _ in splits.folds]) / n_rows
+    ensembles_on = settings.enable_voting_ensemble or settings.enable_stack_ensemble
+    ensemble_est = (0.5 + 2.5 * len(splits.eval_rows) / 33_000) if ensembles_on else 0.0
+    trials: list[TrialResult] = []
+    by_iteration: dict[int, TrialResult] = {}
+    workers = max(1, os.cpu_count() or 1)
+
+    def fit_cost(members: list[TrialResult]) -> float:
+        """Seconds to refit `members` on all rows, `workers` at a time."""
+        costs = [REFIT_SAFETY * t.fit_seconds / train_share for t in members]
+        return max(max(costs, default=0.0), sum(costs) / workers)
+
+    def refit_cost(t: TrialResult) -> float:
+        members = [by_iteration[m["iteration"]] for m in t.members] if t.members else [t]
+        return fit_cost(members)
+
+    def reserve() -> float:
+        ok = sorted((t for t in trials if t.status == SUCCEEDED), key=lambda t: -(t.score or 0.0))
+        return ensemble_est + fit_cost(ok[:RESERVE_MEMBERS]) + 1.0
+
+    hard_end = start + max(budget * BUDGET_SHARE - 0.3, budget * 0.5)
+    clock = Clock(start=start, hard_end=hard_end, reserve=reserve)
+    best_so_far: list[TrialResult] = []
+
+    def record(trial: TrialResult, stage: str) -> None:
+        trials.append(trial)
+        by_iteration[trial.iteration] = trial
+        lead_score = best_so_far[0].score if best_so_far else None
+        if trial.status == SUCCEEDED and (lead_score is None or (trial.score or -np.inf) > lead_score):
+            best_so_far[:] = [trial]
+        lead = best_so_far[0] if best_so_far else None
+        trial.progress = Progress(
+            trials_done=len(trials), best_score=lead.score if lead else None,
+            best_pipeline=lead.pipeline_name if lead else None, seconds_left=max(0.0, hard_end - time.monotonic()),
+            stage=stage,
+        )
+        if on_trial is not None:
+            on_trial(trial)
+
+    n_jobs = 1  # per model; parallelism comes from fitting folds / ensemble members side by side
+    ctx = SearchContext(
+        data=data, labels=labels, models=settings.models(), metric=settings.primary_metric,
+        featurization=settings.featurization, kinds=kinds, seed=settings.random_seed, n_jobs=n_jobs, workers=workers,
+        clock=clock,
+        max_trials=settings.max_trials, exit_score=settings.experiment_exit_score,
+        early_stopping=settings.enable_early_stopping, on_result=lambda t: record(t, "search"),
+    )
+    t0 = time.monotonic()
+    _, stop_reason = run_search(ctx)
+    timings["search_s"] = time.monotonic() - t0
+    singles = [t for t in trials if t.status == SUCCEEDED]
+    if not singles:
+        from opml.errors import OpmlError
+
+        errors = "; ".join(sorted({str(t.error)[:120] for t in trials})) or "no trial could run in the time budget"
+        raise OpmlError(f"every AutoML candidate failed ({errors})",
+                        "raise experiment_timeout_seconds or check allowed_models")
+
+    t0 = time.monotonic()
+    _ensembles(settings, singles, data, labels, clock, ensemble_est, lambda t: record(t, "ensemble"),
+               max(t.iteration for t in trials) + 1)
+    timings["ensembles_s"] = time.monotonic() - t0
+
+    leaderboard = sorted((t for t in trials if t.status == SUCCEEDED), key=lambda t: (-(t.score or 0.0), t.iteration))
+    final = leaderboard[0]
+    note = ""
+    for cand in leaderboard:  # the best candidate whose refit fits in the time left
+        if time.monotonic() + refit_cost(cand) <= hard_end:
+            final = cand
+            break
+    else:
+        final = min(leaderboard, key=refit_cost)
+    if final is not leaderboard[0]:
+        note = f"; refit {final.pipeline_name} instead of {leaderboard[0].pipeline_name} to stay within the budget"
+
+    from opml.automl.explain import feature_importance
+    from opml.automl.model import OpmlClassifier
+    from opml.automl.threshold import choose_threshold
+
+    threshold = choose_threshold(settings.decision_threshold, data.y_eval, final.oof, labels, positive)
+    t0 = time.monotonic()
+    estimator = _estimator(final, by_iteration, settings, kinds, n_jobs, workers)
+    model = OpmlClassifier(
+        estimator, threshold=threshold["applied"], positive_label=classes[positive], kinds=kinds,
+        pipeline_name=final.pipeline_name,
+    ).fit(features, y_raw)
+    timings["refit_s"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    importance = feature_importance(model)
+    timings["explain_s"] = time.monotonic() - t0
+    timings["total_s"] = time.monotonic() - start
+
+    oof = {"y": data.y_eval, "proba": final.oof, "rows": splits.eval_rows}
+    for t in trials:
+        if t is not final:
+            t.oof = None
+    return ExperimentResult(
+        settings=settings.model_dump(mode="json"), classes=[c.item() if hasattr(c, "item") else c for c in classes],
+        guardrails=guardrails, trials=trials, leaderboard=leaderboard, best=final, model=model, threshold=threshold,
+        feature_importance=importance, oof=oof, timings={k: round(v, 3) for k, v in timings.items()},
+        stop_reason=stop_reason + note, final_pipeline=final.pipeline_name,
+    )
+
+
+def _coerce(features: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    """Numeric columns as float64, categorical columns as strings (done once, reused by every fold)."""
+    from opml.automl.columns import to_categorical, to_numeric
+
+    return pd.DataFrame(
+        {
+            c: to_numeric(features[c], str(c)) if kinds[c] == "numeric" else to_categorical(features[c])
+            for c in features.columns
+        },
+        index=features.index,
+    )
+
+
+def _ensembles(
+    settings: AutoMLSettings, singles: list[TrialResult], data: Any, labels: list[str], clock: Any,
+    estimate: float, record: Callable[[TrialResult], None], iteration: int,
+) -> None:
+    from opml.automl.ensemble import stack_ensemble, voting_ensemble
+
+    builders = []
+    if settings.enable_voting_ensemble:
+        builders.append(lambda it: voting_ensemble(singles, data.y_eval, data.splits.ens_fold, labels,
+                                                   settings.primary_metric, it))
+    if settings.enable_stack_ensemble:
+        builders.append(lambda it: stack_ensemble(singles, data.y_eval, data.splits.ens_fold, labels,
+                                                  settings.primary_metric, it, settings.random_seed))
+    for build in builders:
+        if clock.left() < estimate / max(1, len(builders)):
+            break
+        result = build(iteration)
+        if result is not None:
+            record(result)
+            iteration += 1
+
+
+def _estimator(final: TrialResult, by_iteration: dict[int, TrialResult], settings: AutoMLSettings,
+               kinds: dict[str, str], n_jobs: int, workers: int) -> Any:
+    from opml.automl.ensemble import StackModel, VotingModel
+    from opml.automl.pipeline import CandidatePipeline
+
+    def pipeline(t: TrialResult) -> CandidatePipeline:
+        return CandidatePipeline(
+            t.algorithm, dict(t.params), scaler=t.scaler, frequency=bool(t.featurization.get("frequency", True)),
+            featurization=settings.featurization, kinds=kinds, n_jobs=n_jobs, random_state=settings.random_seed,
+        )
+
+    if final.algorithm == "VotingEnsemble":
+        members = [by_iteration[m["iteration"]] for m in final.members]
+        return VotingModel([pipeline(t) for t in members], [float(m["weight"]) for m in final.members], workers)
+    if final.algorithm == "StackEnsemble":
+        members = [by_iteration[m["iteration"]] for m in final.members]
+        return StackModel([pipeline(t) for t in members], final.params["meta_coef"], final.params["meta_intercept"],
+                          workers)
+    return pipeline(final)

@@ -1,0 +1,88 @@
+"""Human-readable report of an AutoML run: leaderboard, best run, guardrails, threshold, importance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opml.output import kv, table
+
+SHOWN = ("AUC_weighted", "accuracy", "average_precision_score_weighted", "f1_score_macro")
+
+
+def render(summary: dict[str, Any], *, run_id: str, status: str = "Completed", top: int = 15) -> str:
+    primary = summary.get("settings", {}).get("primary_metric", "AUC_weighted")
+    cols = [primary, *[m for m in SHOWN if m != primary][:3]]
+    out = []
+    board = summary.get("leaderboard", [])
+    if board:
+        rows = [[r["rank"], r["pipeline"], *[_f(r["metrics"].get(c)) for c in cols], f"{r['duration_s']:.1f}s"]
+                for r in board[:top]]
+        out.append(f"Leaderboard ({len(board)} models, ranked by {primary}):")
+        out.append(table(rows, ["RANK", "PIPELINE", *cols, "DURATION"]))
+        if len(board) > top:
+            out.append(f"... {len(board) - top} more in `opml runs show {run_id} --json`")
+    failed = summary.get("failed_trials") or []
+    if failed:
+        out.append(f"\n{len(failed)} candidate(s) failed, e.g. {failed[0]['pipeline']}: {failed[0]['error'][:120]}")
+    best = summary.get("best")
+    if best:
+        m = best["metrics"]
+        scores = f"{primary} {_f(m.get(primary))}, accuracy {_f(m.get('accuracy'))}"
+        out.append(f"\nBest run: {best['pipeline']}  ({scores})")
+    thr = summary.get("threshold")
+    if thr:
+        out.append("\nClass imbalance: metrics on out-of-fold predictions")
+        out.append(_threshold_table(thr))
+    guard = summary.get("guardrails") or []
+    if guard:
+        out.append("\nData guardrails:")
+        out.append(table([(g.get("name"), g.get("status"), _short(g.get("details"))) for g in guard],
+                         ["GUARDRAIL", "STATUS", "DETAILS"]))
+    imp = summary.get("feature_importance") or []
+    if imp:
+        out.append("\nTop features (raw input columns):")
+        out.append(table([(i + 1, _name(e), _f(_value(e))) for i, e in enumerate(imp[:10])],
+                         ["#", "FEATURE", "IMPORTANCE"]))
+    info = [("run", f"{run_id} ({status})"), ("mlflow run", summary.get("mlflow_run_id", "")),
+            ("model", summary.get("model", "")), ("artifacts", summary.get("artifacts_dir", "")),
+            ("duration", f"{summary.get('duration_s', 0):.1f}s")]
+    out.append("\n" + kv(info))
+    return "\n".join(out)
+
+
+def _threshold_table(thr: dict[str, Any]) -> str:
+    rows = []
+    for key in ("argmax", "tuned"):
+        block = thr.get(key)
+        if not isinstance(block, dict):
+            continue
+        rows.append([key, _f(block.get("threshold")), _f(block.get("accuracy")), _f(block.get("precision")),
+                     _f(block.get("recall")), _f(block.get("f1"))])
+    minority = thr.get("minority_class", "minority")
+    heads = ["DECISION", "THRESHOLD", "ACCURACY", f"PRECISION({minority})", f"RECALL({minority})", f"F1({minority})"]
+    text = table(rows, heads) if rows else str(thr)
+    if thr.get("applied") is not None:
+        text += f"\napplied by predict: {thr.get('applied')}"
+    return text
+
+
+def _name(entry: Any) -> str:
+    return str(entry[0] if isinstance(entry, list | tuple) else entry.get("feature", entry.get("column")))
+
+
+def _value(entry: Any) -> Any:
+    return entry[1] if isinstance(entry, list | tuple) else entry.get("importance")
+
+
+def _short(details: Any) -> str:
+    text = details if isinstance(details, str) else ", ".join(f"{k}={v}" for k, v in (details or {}).items())
+    return text if len(text) <= 90 else text[:87] + "..."
+
+
+def _f(v: Any) -> str:
+    if v is None:
+        return "-"
+    try:
+        return f"{float(v):.4f}"
+    except (TypeError, ValueError):
+        return str(v)
