@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -83,7 +84,8 @@ pass_ctx = click.make_pass_decorator(Ctx)
 def main(ctx: click.Context, configs: Path) -> None:
     """opml: operationalize an ML model end to end on an embedded workspace.
 
-    Run the stages in workflow order: auth, data, train, deploy, consume.
+    Run the stages in workflow order: auth, data, train, deploy, enable-logs, swagger,
+    consume, benchmark.
     """
     source = ctx.get_parameter_source("configs")
     if source is not click.core.ParameterSource.DEFAULT and not configs.is_dir():
@@ -647,6 +649,135 @@ def consume(ctx: Ctx, name: str | None, data_file: str | None, rows: int, proba:
     body = [[r.get(k) for k in keys] + ([f"{p:.4f}" for p in pred] if proba else [pred])
             for r, pred in zip(records, preds, strict=True)]
     click.echo(table(body, heads))
+
+
+@main.command("enable-logs")
+@click.option("--endpoint", "name", help="Endpoint name (default: deploy.yaml name).")
+@click.option("--off", is_flag=True, help="Turn request telemetry off.")
+@click.option("--sample-payloads", type=float, default=0.0, show_default=True,
+              help="Share of requests (0-1) whose payload is logged too.")
+@json_option
+@pass_ctx
+def enable_logs(ctx: Ctx, name: str | None, off: bool, sample_payloads: float, as_json: bool) -> None:
+    """Turn request telemetry on (or --off) on the live endpoint, without a restart."""
+    from opml.config import deploy_config
+    from opml.serving.endpoints import set_telemetry
+    from opml.serving.telemetry import telemetry_log
+
+    if off and sample_payloads:
+        raise OpmlError("--sample-payloads goes with turning telemetry on", "drop --off or --sample-payloads")
+    ws = ctx.workspace()
+    ep = set_telemetry(ws, name or deploy_config(ctx.configs).name, not off, sample_payloads)
+    info = {"endpoint": ep.name, "telemetry": not off, "sample_payloads": sample_payloads,
+            "log": str(telemetry_log(ws.root, ep.name)),
+            "otlp_endpoint": os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")}
+    if as_json:
+        from opml.output import emit_json
+
+        emit_json(info)
+    elif off:
+        click.echo(f"Telemetry is off for {ep.name!r}.")
+    else:
+        extra = f", {sample_payloads:.0%} of payloads" if sample_payloads else ""
+        click.echo(f"Telemetry is on for {ep.name!r}{extra}: {info['log']}  (see `opml logs --endpoint {ep.name}`)")
+
+
+@main.command()
+@click.option("--endpoint", "name", help="Endpoint name (default: deploy.yaml name).")
+@click.option("--tail", default=50, show_default=True, type=int, help="Entries to show.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new entries until Ctrl-C.")
+@json_option
+@pass_ctx
+def logs(ctx: Ctx, name: str | None, tail: int, follow: bool, as_json: bool) -> None:
+    """The endpoint's server log and request telemetry, newest last."""
+    import json as _json
+
+    from opml.config import deploy_config
+    from opml.serving import logs as endpoint_logs
+    from opml.serving.endpoints import get_endpoint
+
+    if tail < 0:
+        raise OpmlError(f"--tail must be 0 or more (got {tail})")
+    ws = ctx.workspace()
+    ep = get_endpoint(ws, name or deploy_config(ctx.configs).name)
+
+    def emit(entry: dict) -> None:
+        click.echo(_json.dumps(entry) if as_json and follow else endpoint_logs.format_entry(entry))
+
+    entries = endpoint_logs.read(ws.root, ep.name, tail)
+    if as_json and not follow:
+        from opml.output import emit_json
+
+        emit_json(entries)
+        return
+    for entry in entries:
+        emit(entry)
+    if follow:
+        with contextlib.suppress(KeyboardInterrupt):
+            endpoint_logs.follow(ws.root, ep.name, emit)
+
+
+@main.command()
+@click.option("--endpoint", "name", help="Endpoint name (default: deploy.yaml name).")
+@click.option("-n", "--requests", "n", default=1000, show_default=True, type=int, help="Requests to send.")
+@click.option("-c", "--concurrency", default=10, show_default=True, type=int, help="Requests at a time.")
+@click.option("--rows", default=1, show_default=True, type=int, help="Rows of the dataset per request.")
+@click.option("--payload", type=click.Path(dir_okay=False), help="JSON body file instead of dataset rows.")
+@click.option("--keepalive", is_flag=True, help="Reuse connections (ab -k).")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write a latency chart (PNG) here.")
+@json_option
+@pass_ctx
+def benchmark(ctx: Ctx, name: str | None, n: int, concurrency: int, rows: int, payload: str | None,
+              keepalive: bool, plot: str | None, as_json: bool) -> None:
+    """Benchmark an endpoint with Apache Bench (ab); fails if any request failed."""
+    from opml.bench.stage import render, run_benchmark
+    from opml.config import deploy_config
+    from opml.serving.endpoints import get_endpoint
+
+    ws = ctx.workspace()
+    ep = get_endpoint(ws, name or deploy_config(ctx.configs).name)
+    report = run_benchmark(ws, ep, requests=n, concurrency=concurrency, rows=rows, payload=payload,
+                           keepalive=keepalive, plot=plot)
+    if as_json:
+        from opml.output import emit_json
+
+        emit_json(report)
+    else:
+        click.echo(render(report))
+    bad = report["failed_requests"] + report["non_2xx_responses"]
+    if bad:
+        click.echo(f"Error: {report['failed_requests']} failed and {report['non_2xx_responses']} non-2xx "
+                   f"responses out of {report['complete_requests']} requests", err=True)
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--endpoint", "name", help="Endpoint name (default: deploy.yaml name).")
+@click.option("--out", default="swagger/swagger.json", show_default=True, type=click.Path(dir_okay=False),
+              help="Where to write the endpoint's swagger.json.")
+@click.option("--serve", is_flag=True, help="Then serve Swagger UI on 127.0.0.1:PORT until Ctrl-C.")
+@click.option("--port", default=9000, show_default=True, type=int, help="Swagger UI port with --serve.")
+@json_option
+@pass_ctx
+def swagger(ctx: Ctx, name: str | None, out: str, serve: bool, port: int, as_json: bool) -> None:
+    """Download the endpoint's swagger.json; with --serve, browse it in Swagger UI (works offline)."""
+    from opml.config import deploy_config
+    from opml.serving.endpoints import get_endpoint
+    from opml.serving.swagger import download, serve_ui
+
+    ws = ctx.workspace()
+    ep = get_endpoint(ws, name or deploy_config(ctx.configs).name)
+    info = download(ws, ep, Path(out))
+    if as_json:
+        from opml.output import emit_json
+
+        emit_json(info)
+    else:
+        click.echo(f"Wrote {info['path']} ({info['paths']} paths) from {ep.swagger_uri}")
+    if serve:
+        click.echo(f"Swagger UI on http://127.0.0.1:{port} (Ctrl-C to stop); authorize with "
+                   f"`opml endpoint keys {ep.name}`", err=True)
+        serve_ui(ws, ep, Path(out), port)
 
 
 def _print_profile(ds: Any) -> None:

@@ -1,0 +1,158 @@
+"""The scoring endpoint as a bare ASGI app: no framework on the request path, orjson in and out.
+
+Routes: POST /score, GET / (health), GET /swagger.json, GET /metrics. Bad input answers 4xx with
+{"error": "..."}; an unexpected failure answers 500 and the process keeps serving.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import orjson
+
+from opml.serving.keys import KeyChecker
+from opml.serving.metrics import Metrics
+from opml.serving.requests import Column, RequestError, columnar, parse
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JSON = [(b"content-type", b"application/json")]
+TEXT = [(b"content-type", b"text/plain; version=0.0.4")]
+REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class Scorer(Protocol):
+    model_ref: str
+    columns: list[Column]
+    classes: list[str]
+    inference: str  # "compiled" or "fallback: <why>"
+
+    def predict_proba(self, cols: dict[str, list[Any]]) -> Any: ...
+
+    def labels(self, proba: Any) -> list[str]: ...
+
+
+class ScoringApp:
+    def __init__(self, scorer: Scorer, *, keys: KeyChecker | None, max_request_bytes: int, openapi: bytes,
+                 telemetry: Any = None) -> None:
+        self.scorer = scorer
+        self.keys = keys
+        self.max_bytes = max_request_bytes
+        self.openapi = openapi
+        self.metrics = Metrics(scorer.model_ref)
+        self.telemetry = telemetry  # opml.serving.telemetry.Telemetry or None
+        self.health = orjson.dumps({"status": "Healthy", "model": scorer.model_ref, "classes": scorer.classes,
+                                    "inference": scorer.inference, "auth_enabled": keys is not None})
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        t0 = time.perf_counter()
+        wall = time.time()
+        path, method = scope["path"], scope["method"]
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id")
+        request_id = given if given and REQUEST_ID.match(given) else uuid.uuid4().hex.encode()
+        rows, records, kind = 0, None, JSON
+        if path == "/score":
+            if method != "POST":
+                status, body = 405, _error("use POST /score")
+            else:
+                status, body, rows, records = await self._score(headers, receive)
+        elif method not in ("GET", "HEAD"):
+            status, body = 405, _error(f"use GET {path}")
+        elif path == "/":
+            status, body = 200, self.health
+        elif path == "/swagger.json":
+            status, body = 200, self.openapi
+        elif path == "/metrics":
+            status, body, kind = 200, self.metrics.render(), TEXT
+        else:
+            status, body = 404, _error(f"no route {path}; POST /score, GET /, GET /swagger.json, GET /metrics")
+        await _respond(send, status, body, [*kind, (b"x-request-id", request_id)])
+        elapsed = time.perf_counter() - t0
+        self.metrics.observe(path, status, elapsed, rows)
+        tel = self.telemetry
+        if tel is not None:
+            tel.refresh()
+            if tel.enabled:
+                tel.record(request_id=request_id.decode(), method=method, path=path, status=status,
+                           latency_s=elapsed, rows=rows, client=scope.get("client"), started=wall,
+                           records=records)
+
+    async def _score(self, headers: dict[bytes, bytes], receive: Receive) -> tuple[int, bytes, int, Any]:
+        if self.keys is not None and not self.keys.check(headers.get(b"authorization")):
+            await _drain(receive)
+            return 401, _error("missing or invalid key: send 'Authorization: Bearer <key>'"), 0, None
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return 413, _error(f"request body over {self.max_bytes} bytes; send fewer rows per request"), 0, None
+        raw = await _read_body(receive, self.max_bytes)
+        if raw is None:
+            return 413, _error(f"request body over {self.max_bytes} bytes; send fewer rows per request"), 0, None
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return 400, _error(f"malformed JSON: {exc}"), 0, None
+        try:
+            req = parse(doc)
+            cols = columnar(req.records, self.scorer.columns)
+        except RequestError as exc:
+            return exc.status, _error(exc.message), 0, None
+        try:
+            proba = self.scorer.predict_proba(cols)
+            if req.method == "predict_proba":
+                result: Any = proba.tolist()
+            else:
+                result = self.scorer.labels(proba)
+        except Exception as exc:  # a bug, not bad input: say so and keep serving
+            return 500, _error(f"internal error while scoring: {type(exc).__name__}: {exc}"), 0, None
+        key = "Results" if req.v2 else "result"
+        return 200, orjson.dumps({key: result}, option=orjson.OPT_SERIALIZE_NUMPY), len(req.records), req.records
+
+
+def _error(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _drain(receive: Receive) -> None:
+    while (await receive()).get("more_body"):
+        pass
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,456 @@
+"""A fitted OpmlClassifier compiled for per-request scoring: numpy only, no pandas, no sklearn validation.
+
+The featurizer is re-expressed from its fitted state (medians, category tables, frequency tables,
+scaler statistics) with the same float64 operations in the same order, and gradient-boosted models
+are called through their boosters on the prepared matrix, so probabilities match the trained
+model's predict_proba (checked to 1e-6 in the tests). Pipelines this cannot express raise
+NotImplementedError with the reason, and the caller falls back to the plain model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import chain, repeat
+from typing import Any
+
+import numpy as np
+
+from opml.serving.requests import Column
+
+_EXACT_SCALERS = ("MaxAbsScaler", "StandardScaler", "MinMaxScaler", "RobustScaler", "Normalizer")
+
+
+SMALL_BATCH = 12  # up to this many rows, featurize row by row in plain Python (no per-column numpy calls)
+
+
+class FeatureBlock:
+    """The unscaled part of a Featurizer.transform, shared by featurizers fitted to the same state.
+
+    `compute(cols, n)` -> (dense, codes): the unscaled dense block (imputed numbers, indicators,
+    frequency encodings, one-hot blocks) and, for ordinal encodings, the category codes (-1 unseen).
+    Ensemble members that differ only in scaler (or in how unseen codes are written) share one block,
+    computed once per request.
+    """
+
+    def __init__(self, f: Any) -> None:
+        self.numeric = list(f.numeric_)
+        self.medians = np.asarray(f.medians_, dtype=np.float64)
+        self.median_list = [float(m) for m in self.medians]
+        self.indicators = [self.numeric.index(c) for c in f.indicators_]
+        self.freq = [(self.numeric.index(c), f.freq_tables_[c][0], np.append(f.freq_tables_[c][1], 0.0))
+                     for c in f.freq_columns_]
+        # dict forms for the row path: float keys match by == like searchsorted + equality does
+        self.freq_dicts = [(i, {float(v): float(q) for v, q in zip(values, freq[:-1], strict=True)},
+                            {float(v): j for j, v in enumerate(values)}, len(values))
+                           for i, values, freq in self.freq]
+        self.joint = None
+        self.joint_dict: dict[int, float] | None = None
+        if f.joint_freq_ is not None:
+            uniq, freq, radices = f.joint_freq_
+            self.joint = (np.asarray(uniq), np.asarray(freq), list(radices))
+            self.joint_dict = {int(k): float(q) for k, q in zip(uniq, freq, strict=True)}
+        self.onehot = f.encoding == "onehot"
+        self.max_onehot = int(f.max_onehot)
+        self.categorical = list(f.categorical_)
+        self.lookup = {c: {level: i for i, level in enumerate(f.categories_[c])} for c in self.categorical}
+        self.n_levels = {c: len(f.categories_[c]) for c in self.categorical}
+        self.n_dense = int(f.n_dense_)
+        if any(not isinstance(level, str) for c in self.categorical for level in f.categories_[c]):
+            raise NotImplementedError("non-text category levels are not compiled")
+
+    @staticmethod
+    def key(f: Any) -> tuple:
+        """Equal keys: equal fitted state, so equal unscaled blocks."""
+        joint = None
+        if f.joint_freq_ is not None:
+            uniq, freq, radices = f.joint_freq_
+            joint = (np.asarray(uniq).tobytes(), np.asarray(freq).tobytes(), tuple(radices))
+        return (tuple(f.numeric_), np.asarray(f.medians_, dtype=np.float64).tobytes(), tuple(f.indicators_),
+                tuple((c, np.asarray(f.freq_tables_[c][0]).tobytes(), np.asarray(f.freq_tables_[c][1]).tobytes())
+                      for c in f.freq_columns_), joint, f.encoding, int(f.max_onehot), tuple(f.categorical_),
+                tuple(tuple(f.categories_[c]) for c in f.categorical_), int(f.n_dense_))
+
+    def compute(self, cols: dict[str, list[Any]], n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if n <= SMALL_BATCH:
+            return self._rows(cols, n)
+        return self._columns(cols, n)
+
+    # ---- row by row (small requests) --------------------------------------------------------------
+    def _rows(self, cols: dict[str, list[Any]], n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        nan = float("nan")
+        numcols = [cols[c] for c in self.numeric]
+        catcols = [(cols[c], self.lookup[c], self.n_levels[c]) for c in self.categorical]
+        medians, indicators, freq, joint = self.median_list, self.indicators, self.freq_dicts, self.joint_dict
+        radices = self.joint[2] if self.joint is not None else None
+        onehot, max_onehot = self.onehot, self.max_onehot
+        dense_rows: list[list[float]] = []
+        code_rows: list[list[int]] = []
+        for r in range(n):
+            vals = [nan if (v := col[r]) is None else float(v) for col in numcols]
+            row = [m if v != v else v for v, m in zip(vals, medians, strict=True)]
+            for i in indicators:
+                row.append(1.0 if vals[i] != vals[i] else 0.0)
+            for i, table, _, _ in freq:
+                row.append(table.get(vals[i], 0.0))
+            if joint is not None:
+                key = 0
+                for (i, _, index, missing), radix in zip(freq, radices, strict=True):
+                    key = key * radix + index.get(vals[i], missing)
+                row.append(joint.get(key, 0.0))
+            codes = [lookup.get(col[r], -1) for col, lookup, _ in catcols]
+            if onehot:
+                for code, (_, _, n_levels) in zip(codes, catcols, strict=True):
+                    k = min(n_levels, max_onehot)
+                    block = [0.0] * (k + (1 if n_levels > max_onehot else 0))
+                    if 0 <= code < k:
+                        block[code] = 1.0
+                    elif code >= k:
+                        block[k] = 1.0
+                    row.extend(block)
+            else:
+                code_rows.append(codes)
+            dense_rows.append(row)
+        dense = np.array(dense_rows, dtype=np.float64) if self.n_dense else np.zeros((n, 0))
+        if onehot or not self.categorical:
+            return dense.reshape(n, self.n_dense), None
+        return dense.reshape(n, self.n_dense), np.array(code_rows, dtype=np.float64).reshape(n, len(self.categorical))
+
+    # ---- vectorised (larger requests) -------------------------------------------------------------
+    def _columns(self, cols: dict[str, list[Any]], n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        nn = len(self.numeric)
+        if nn:
+            # numpy reads None as NaN when the dtype is float
+            num = np.array(list(chain.from_iterable(cols[c] for c in self.numeric)), dtype=np.float64).reshape(nn, n).T
+        else:
+            num = np.zeros((n, 0))
+        dense = np.empty((n, self.n_dense))
+        if nn:
+            dense[:, :nn] = np.where(np.isnan(num), self.medians, num)
+        at = nn
+        for i in self.indicators:
+            dense[:, at] = np.isnan(num[:, i])
+            at += 1
+        if self.freq:
+            # dict lookups over the float values: a level matches by ==, NaN and unseen values get 0.0
+            values = [num[:, i].tolist() for i, _, _, _ in self.freq_dicts]
+            found = [list(map(table.get, vals, repeat(0.0)))
+                     for (_, table, _, _), vals in zip(self.freq_dicts, values, strict=True)]
+            dense[:, at: at + len(found)] = np.array(found, dtype=np.float64).T
+            at += len(found)
+            if self.joint is not None:
+                uniq, freq, radices = self.joint
+                idx = np.array([list(map(index.get, vals, repeat(missing)))
+                                for (_, _, index, missing), vals in zip(self.freq_dicts, values, strict=True)],
+                               dtype=np.int64)
+                key = np.zeros(n, dtype=np.int64)
+                for row, r in zip(idx, radices, strict=True):
+                    key = key * r + row
+                pos = np.searchsorted(uniq, key).clip(0, len(uniq) - 1)
+                dense[:, at] = np.where(uniq[pos] == key, freq[pos], 0.0)
+                at += 1
+        codes = None
+        if self.categorical:
+            flat = []
+            for c in self.categorical:
+                flat.extend(map(self.lookup[c].get, cols[c], repeat(-1)))
+            codes = np.array(flat, dtype=np.float64).reshape(len(self.categorical), n).T
+        if self.onehot and codes is not None:
+            for j, c in enumerate(self.categorical):
+                block = self._onehot(codes[:, j].astype(np.int64), self.n_levels[c])
+                dense[:, at: at + block.shape[1]] = block
+                at += block.shape[1]
+            codes = None
+        return dense, codes
+
+    def _onehot(self, codes: np.ndarray, n_levels: int) -> np.ndarray:
+        k = min(n_levels, self.max_onehot)
+        width = k + (1 if n_levels > self.max_onehot else 0)
+        out = np.zeros((len(codes), width))
+        rows = np.flatnonzero((codes >= 0) & (codes < k))
+        out[rows, codes[rows]] = 1.0
+        if width > k:
+            out[codes >= k, k] = 1.0
+        return out
+
+
+def _level_codes(col: np.ndarray, values: np.ndarray) -> np.ndarray:
+    pos = np.searchsorted(values, col).clip(0, len(values) - 1)
+    return np.where(values[pos] == col, pos, len(values))
+
+
+class CompiledFeaturizer:
+    """opml.automl.featurize.Featurizer.transform over request columns (lists of values).
+
+    `transform(cols, n, memo)`: `memo` (a dict per request) lets featurizers sharing a FeatureBlock
+    compute it once.
+    """
+
+    def __init__(self, f: Any, blocks: dict[tuple, FeatureBlock] | None = None) -> None:
+        key = FeatureBlock.key(f)
+        blocks = {} if blocks is None else blocks
+        if key not in blocks:
+            blocks[key] = FeatureBlock(f)
+        self.block = blocks[key]
+        self.unknown_nan = f.unknown == "nan"
+        self.scale = _compile_scaler(f.scaler_)
+        self.n_dense = int(f.n_dense_)
+        self.width = len(f.feature_names_out_)
+
+    def transform(self, cols: dict[str, list[Any]], n: int, memo: dict | None = None) -> np.ndarray:
+        block = self.block
+        if memo is None:
+            dense, codes = block.compute(cols, n)
+        else:
+            got = memo.get(id(block))
+            if got is None:
+                got = memo[id(block)] = block.compute(cols, n)
+            dense, codes = got
+        if self.scale is not None and dense.shape[1]:
+            dense = self.scale(dense)
+        if codes is None:
+            return dense if memo is None or self.scale is not None else dense.copy()
+        out = np.empty((n, self.width))
+        out[:, : self.n_dense] = dense
+        out[:, self.n_dense:] = codes
+        if self.unknown_nan:
+            tail = out[:, self.n_dense:]
+            tail[tail < 0] = np.nan
+        return out
+
+
+def _compile_scaler(scaler: Any):
+    """The fitted sklearn scaler's transform as plain numpy, with sklearn's in-place operation order."""
+    if scaler is None:
+        return None
+    kind = type(scaler).__name__
+    if kind not in _EXACT_SCALERS:
+        raise NotImplementedError(f"scaler {kind} is not compiled")
+    if kind == "MaxAbsScaler":
+        scale = scaler.scale_
+        return lambda X: X / scale
+    if kind == "StandardScaler":
+        mean = scaler.mean_ if scaler.with_mean else None
+        std = scaler.scale_ if scaler.with_std else None
+
+        def standard(X: np.ndarray) -> np.ndarray:
+            X = X - mean if mean is not None else X.copy()
+            if std is not None:
+                X /= std
+            return X
+        return standard
+    if kind == "MinMaxScaler":
+        if scaler.clip:
+            raise NotImplementedError("MinMaxScaler(clip=True) is not compiled")
+        mul, add = scaler.scale_, scaler.min_
+
+        def minmax(X: np.ndarray) -> np.ndarray:
+            X = X * mul
+            X += add
+            return X
+        return minmax
+    if kind == "RobustScaler":
+        center = scaler.center_ if scaler.with_centering else None
+        rscale = scaler.scale_ if scaler.with_scaling else None
+
+        def robust(X: np.ndarray) -> np.ndarray:
+            X = X - center if center is not None else X.copy()
+            if rscale is not None:
+                X /= rscale
+            return X
+        return robust
+    if scaler.norm != "l2":
+        raise NotImplementedError(f"Normalizer(norm={scaler.norm!r}) is not compiled")
+
+    def l2(X: np.ndarray) -> np.ndarray:
+        norms = np.sqrt(np.einsum("ij,ij->i", X, X))
+        norms[norms == 0.0] = 1.0
+        return X / norms[:, None]
+    return l2
+
+
+class CompiledPipeline:
+    """One CandidatePipeline: compiled featurizer, then the model on the prepared matrix."""
+
+    def __init__(self, pipeline: Any, blocks: dict[tuple, FeatureBlock] | None = None, *, trees: bool = True) -> None:
+        self.featurizer = CompiledFeaturizer(pipeline.featurizer_, blocks)
+        self.predict, self.engine = _compile_model(pipeline.model_, self.featurizer.width, trees)
+
+    def predict_proba(self, cols: dict[str, list[Any]], n: int, memo: dict | None = None) -> np.ndarray:
+        return self.predict(self.featurizer.transform(cols, n, memo))
+
+
+def _binary(p: np.ndarray) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim == 2:
+        return p
+    return np.column_stack([1.0 - p, p])
+
+
+def _compile_model(model: Any, width: int, trees: bool = True) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """(Z -> probabilities, engine name): the C tree kernel when it applies, else the library's own predict."""
+    kind = type(model).__name__
+    why = "tree kernel disabled"
+    if kind in _TREE_MODELS and trees:
+        try:
+            return _tree_kernel(model, kind, width), "kernel"
+        except NotImplementedError as exc:
+            why = str(exc)
+    if kind == "LGBMClassifier":
+        booster = model.booster_
+        return (lambda Z: _binary(booster.predict(Z, num_threads=1))), f"booster ({why})"
+    if kind == "XGBClassifier":
+        booster = model.get_booster()
+        booster.set_param({"nthread": 1})
+        best = _xgb_best(model)
+        rng = (0, best + 1) if best is not None else (0, 0)
+        return (lambda Z: _binary(booster.inplace_predict(Z, validate_features=False, iteration_range=rng))), \
+            f"booster ({why})"
+    if kind in ("RandomForestClassifier", "ExtraTreesClassifier"):
+        model.set_params(n_jobs=1)
+        return (lambda Z: np.asarray(model.predict_proba(Z), dtype=np.float64)), f"sklearn ({why})"
+    if kind == "LogisticRegression":
+        return _logistic(model), "numpy"
+    raise NotImplementedError(f"model {kind} is not compiled")
+
+
+_TREE_MODELS = ("LGBMClassifier", "XGBClassifier", "RandomForestClassifier", "ExtraTreesClassifier")
+
+
+def _xgb_best(model: Any) -> int | None:
+    best = getattr(model, "best_iteration", None)
+    try:
+        return int(best) if best is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _tree_kernel(model: Any, kind: str, width: int) -> Callable[[np.ndarray], np.ndarray]:
+    from opml.serving import treecompile as tc
+
+    if kind == "LGBMClassifier":
+        forest, objective, _ = tc.lightgbm_forest(model.booster_, width)
+
+        def lgbm(Z: np.ndarray) -> np.ndarray:
+            m = forest.margins(Z)
+            if objective == "binary":
+                p = 1.0 / (1.0 + np.exp(-m[:, 0]))  # LightGBM's sigmoid, in double
+                return np.column_stack([1.0 - p, p])
+            m = m - m.max(axis=1, keepdims=True)
+            e = np.exp(m)
+            return e / e.sum(axis=1, keepdims=True)
+        return lgbm
+    if kind == "XGBClassifier":
+        forest, objective, _ = tc.xgboost_forest(model.get_booster(), width, _xgb_best(model))
+        one = np.float32(1.0)
+
+        def xgb(Z: np.ndarray) -> np.ndarray:
+            # the kernel casts to float32 like XGBoost; margins are float32 values
+            m = forest.margins(Z).astype(np.float32)
+            if objective == "binary":
+                p = one / (np.exp(np.minimum(-m[:, 0], np.float32(88.7))) + one)  # XGBoost's float32 sigmoid
+                return np.column_stack([one - p, p]).astype(np.float64)
+            m = m - m.max(axis=1, keepdims=True)
+            e = np.exp(m)
+            return (e / e.sum(axis=1, keepdims=True)).astype(np.float64)
+        return xgb
+    forest = tc.sklearn_forest(model, width)
+    n_trees = len(model.estimators_)
+
+    def sk(Z: np.ndarray) -> np.ndarray:
+        out = forest.margins(Z)
+        out /= n_trees
+        return out
+    return sk
+
+
+def _logistic(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """LogisticRegression.predict_proba without sklearn's input validation (same operations)."""
+    from scipy.special import expit
+    from sklearn.utils.extmath import softmax
+
+    coef_t = model.coef_.T
+    intercept = model.intercept_
+    binary = len(model.classes_) <= 2
+
+    def lr(Z: np.ndarray) -> np.ndarray:
+        scores = Z @ coef_t + intercept
+        if binary:
+            p = expit(scores.reshape(-1))
+            return np.stack([1 - p, p], axis=1)
+        return softmax(scores, copy=False)
+    return lr
+
+
+class CompiledScorer:
+    """The endpoint's scorer over a compiled OpmlClassifier (single pipeline, voting or stack ensemble)."""
+
+    def __init__(self, model: Any, model_ref: str, columns: list[Column], example: dict[str, Any],
+                 *, trees: bool = True) -> None:
+        from opml.automl.ensemble import StackModel, VotingModel, _stack_features, meta_proba
+        from opml.automl.pipeline import CandidatePipeline
+
+        inner = model.estimator_
+        self.model_ref = model_ref
+        self.columns = columns
+        self.example = example
+        self.classes = [str(c) for c in model.classes_]
+        self._labels = np.asarray(self.classes, dtype=object)
+        blocks: dict[tuple, FeatureBlock] = {}
+        if isinstance(inner, CandidatePipeline):
+            single = CompiledPipeline(inner, blocks, trees=trees)
+            members = [single]
+
+            def one(cols: dict[str, list[Any]], n: int) -> np.ndarray:
+                return single.predict_proba(cols, n)
+            self._proba = one
+            what = inner.name
+        elif isinstance(inner, VotingModel):
+            members = [CompiledPipeline(m, blocks, trees=trees) for m in inner.members_]
+            weights = [float(w) for w in inner.weights_]
+            pairs = list(zip(weights, members, strict=True))
+
+            def voting(cols: dict[str, list[Any]], n: int) -> np.ndarray:
+                memo: dict = {}
+                out = None
+                for w, m in pairs:
+                    p = w * m.predict_proba(cols, n, memo)
+                    out = p if out is None else out + p
+                return out
+            self._proba = voting
+            what = f"VotingEnsemble of {len(members)}"
+        elif isinstance(inner, StackModel):
+            members = [CompiledPipeline(m, blocks, trees=trees) for m in inner.members_]
+            coef, intercept = inner.coef_, inner.intercept_
+
+            def stack(cols: dict[str, list[Any]], n: int) -> np.ndarray:
+                memo: dict = {}
+                return meta_proba(_stack_features([m.predict_proba(cols, n, memo) for m in members]), coef, intercept)
+            self._proba = stack
+            what = f"StackEnsemble of {len(members)}"
+        else:
+            raise NotImplementedError(f"estimator {type(inner).__name__} is not compiled")
+        threshold = getattr(model, "threshold_", None)
+        self._pos = int(getattr(model, "positive_index_", 1))
+        self._threshold = None if threshold is None or len(self.classes) != 2 else float(threshold)
+        engines = sorted({m.engine for m in members})
+        self.engines = [m.engine for m in members]
+        self.inference = f"compiled ({what}; models: {', '.join(engines)}; {len(blocks)} shared feature block(s))"
+
+    def predict_proba(self, cols: dict[str, list[Any]]) -> np.ndarray:
+        n = len(next(iter(cols.values()))) if cols else 0
+        return self._proba(cols, n)
+
+    def labels(self, proba: np.ndarray) -> list[str]:
+        if self._threshold is not None:
+            idx = np.where(proba[:, self._pos] >= self._threshold, self._pos, 1 - self._pos)
+        else:
+            idx = np.argmax(proba, axis=1)
+        return self._labels[idx].tolist()
+
+
+def compile_model(model: Any, model_ref: str, columns: list[Column], example: dict[str, Any], *,
+                  trees: bool = True) -> CompiledScorer:
+    """The compiled scorer; `trees=False` keeps the libraries' own tree predict (for comparison)."""
+    if not hasattr(model, "estimator_"):
+        raise NotImplementedError(f"{type(model).__name__} is not an opml AutoML model")
+    return CompiledScorer(model, model_ref, columns, example, trees=trees)

@@ -1,0 +1,80 @@
+"""Scorers turn checked request columns into class probabilities and labels.
+
+`load_scorer` prefers the compiled path (no pandas or sklearn per request) and falls back to the
+plain model when the pipeline cannot be compiled, saying why; both give the same probabilities.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from opml.serving.requests import Column
+from opml.workspace.workspace import Workspace
+
+
+class ModelScorer:
+    """The plain path: a one-batch DataFrame through the fitted model's predict_proba."""
+
+    def __init__(self, model: Any, model_ref: str, columns: list[Column], example: dict[str, Any],
+                 inference: str) -> None:
+        import pandas as pd
+
+        self._pd = pd
+        self.model = model
+        self.model_ref = model_ref
+        self.columns = columns
+        self.example = example
+        self.classes = [str(c) for c in model.classes_]
+        self.inference = inference
+        self._labels = np.asarray(self.classes, dtype=object)
+        self._decide = _decider(model)
+
+    def predict_proba(self, cols: dict[str, list[Any]]) -> np.ndarray:
+        frame = self._pd.DataFrame({c.name: _column(cols[c.name], c.kind) for c in self.columns})
+        return np.asarray(self.model.predict_proba(frame), dtype=np.float64)
+
+    def labels(self, proba: np.ndarray) -> list[str]:
+        return self._labels[self._decide(proba)].tolist()
+
+
+def _column(values: list[Any], kind: str) -> np.ndarray:
+    if kind == "numeric":
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.array(values, dtype=object)
+
+
+def _decider(model: Any):
+    """Index of the predicted class per row, applying a stored binary threshold like model.predict does."""
+    threshold = getattr(model, "threshold_", None)
+    classes = list(model.classes_)
+    if threshold is not None and len(classes) == 2:
+        pos = getattr(model, "positive_index_", 1)
+        t = float(threshold)
+        return lambda p: np.where(p[:, pos] >= t, pos, 1 - pos)
+    return lambda p: np.argmax(p, axis=1)
+
+
+def schema_columns(model: Any) -> tuple[list[Column], dict[str, Any]]:
+    """Input columns (numeric or categorical) and an example record from the model's stored schema."""
+    schema = model.schema_
+    cols = [Column(name=c["name"], kind="numeric" if c["kind"] == "numeric" else "categorical")
+            for c in schema["columns"]]
+    return cols, dict(schema.get("example") or {})
+
+
+def load_scorer(ws: Workspace, model_ref: str) -> Any:
+    from opml.training.models import get_model, load_model
+
+    reg = get_model(ws, model_ref)
+    model = load_model(reg)
+    columns, example = schema_columns(model)
+    try:
+        from opml.serving.compiled import compile_model
+
+        scorer = compile_model(model, reg.ref, columns, example)
+    except NotImplementedError as why:
+        scorer = ModelScorer(model, reg.ref, columns, example, f"fallback: {why}")
+    scorer.labels(scorer.predict_proba({c.name: [example.get(c.name)] for c in columns}))  # warm up
+    return scorer

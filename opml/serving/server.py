@@ -1,0 +1,113 @@
+"""The endpoint server process: `python -m opml.serving.server --workspace ROOT --name NAME ...`.
+
+It loads and warms the model *before* binding, so a model that fails to load never takes traffic;
+binds with SO_REUSEPORT, so a redeploy can start beside the old process on the same port; then
+writes a ready file that `opml deploy` waits for. Keys are read from the workspace's secrets, never
+from arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.config
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+LOG_CONFIG = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s.%(msecs)03d+00:00 %(levelname)s %(name)s: %(message)s",
+                             "datefmt": "%Y-%m-%dT%H:%M:%S"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+    "loggers": {
+        "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "opml": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+    },
+}
+
+
+def ready_file(root: Path, name: str, pid: int) -> Path:
+    return root / "run" / "endpoints" / f"{name}.{pid}.ready"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="opml-endpoint")
+    ap.add_argument("--workspace", required=True, type=Path)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--max-request-bytes", type=int, default=1_048_576)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--no-auth", action="store_true")
+    args = ap.parse_args(argv)
+
+    for _ in range(args.workers - 1):  # fork before loading anything: OpenMP state must not cross a fork
+        if os.fork() == 0:
+            break
+    return serve(args)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from opml.serving.app import ScoringApp
+    from opml.serving.keys import KeyChecker, key_file
+    from opml.serving.openapi import build
+    from opml.serving.scorer import load_scorer
+    from opml.serving.telemetry import Telemetry
+    from opml.workspace.workspace import Workspace
+
+    t0 = time.monotonic()
+    logging.Formatter.converter = time.gmtime  # UTC, like the telemetry lines
+    logging.config.dictConfig(LOG_CONFIG)
+    ws = Workspace.open(args.workspace)
+    scorer = load_scorer(ws, args.model)
+    keys = None if args.no_auth else KeyChecker(key_file(ws.secrets_dir, args.name))
+    url = f"http://{args.host}:{args.port}"
+    openapi = json.dumps(build(scorer.model_ref, scorer.columns, scorer.classes, scorer.example,
+                               auth_enabled=keys is not None, server_url=url)).encode()
+    telemetry = Telemetry(args.workspace, args.name, scorer.model_ref)
+    app = ScoringApp(scorer, keys=keys, max_request_bytes=args.max_request_bytes, openapi=openapi,
+                     telemetry=telemetry)
+    ws.close()
+
+    sock = bind(args.host, args.port)
+    pid = os.getpid()
+    ready = ready_file(args.workspace, args.name, pid)
+    ready.parent.mkdir(parents=True, exist_ok=True)
+
+    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="off", access_log=False,
+                            log_level="info", timeout_keep_alive=5, backlog=2048, log_config=LOG_CONFIG)
+    server = uvicorn.Server(config)  # handles SIGTERM/SIGINT with a graceful shutdown
+    ready.write_text(json.dumps({"pid": pid, "port": args.port, "inference": scorer.inference,
+                                 "load_s": round(time.monotonic() - t0, 3)}))
+    logging.getLogger("opml.endpoint").info(
+        "endpoint %s serving %s on %s (pid %d, %s, loaded in %.1f s)", args.name, scorer.model_ref, url, pid,
+        scorer.inference, time.monotonic() - t0)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        ready.unlink(missing_ok=True)
+        telemetry.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""`opml deploy`, `opml endpoint ...`, `opml consume` and scripts/endpoint.py against real endpoint processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from tests.conftest import REPO, Project
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory, bank_csv):
+    proj = Project(tmp_path_factory.mktemp("serve"))
+    proj.ok("auth")
+    proj.ok("train", "--data", str(bank_csv), "--max-trials", "4", "--time-budget", "60")
+    ep = json.loads(proj.ok("deploy", "--best", "--json").stdout)
+    yield proj, ep
+    for item in json.loads(proj.ok("endpoint", "list", "--json").stdout):
+        proj.ok("endpoint", "delete", item["name"])
+
+
+def keys(proj: Project, name: str = "bankmarketing-endpoint") -> dict[str, str]:
+    return json.loads(proj.ok("endpoint", "keys", name, "--json").stdout)
+
+
+def post(ep: dict, body, key: str | None, raw: bytes | None = None) -> requests.Response:
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    data = raw if raw is not None else json.dumps(body)
+    return requests.post(ep["scoring_uri"], data=data, headers=headers, timeout=30)
+
+
+def records(bank_csv: Path, n: int, start: int = 0) -> list[dict]:
+    df = pd.read_csv(bank_csv).iloc[start:start + n].drop(columns=["response"])
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in df.to_dict("records")]
+
+
+def load_model(proj: Project):
+    from opml.training.models import get_model, load_model
+    from opml.workspace.workspace import Workspace
+
+    ws = Workspace.open(proj.ws)
+    try:
+        return load_model(get_model(ws, "bankmarketing-automl"))
+    finally:
+        ws.close()
+
+
+def test_deploy_prints_uris_and_endpoint_is_healthy(deployed):
+    proj, ep = deployed
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/score", ep["scoring_uri"])
+    shown = json.loads(proj.ok("endpoint", "show", ep["name"], "--json").stdout)
+    assert shown["state"] == "Healthy" and shown["model"] == "bankmarketing-automl:1"
+    assert shown["inference"].startswith("compiled"), shown["inference"]
+    health = requests.get(ep["scoring_uri"].rsplit("/", 1)[0] + "/", timeout=5).json()
+    assert health["status"] == "Healthy" and health["model"] == "bankmarketing-automl:1"
+    listed = proj.ok("endpoint", "list").stdout
+    assert "Healthy" in listed and ep["name"] in listed
+
+
+def test_both_body_forms_and_probabilities_match_the_model(deployed, bank_csv):
+    proj, ep = deployed
+    key = keys(proj)["primaryKey"]
+    rows = records(bank_csv, 50)
+    v1 = post(ep, {"data": rows}, key)
+    assert v1.status_code == 200 and len(v1.json()["result"]) == 50
+    v2 = post(ep, {"Inputs": {"data": rows}, "GlobalParameters": {"method": "predict_proba"}}, key)
+    proba = np.asarray(v2.json()["Results"])
+    model = load_model(proj)
+    frame = pd.DataFrame(rows)
+    assert np.abs(proba - model.predict_proba(frame)).max() < 1e-6
+    assert v1.json()["result"] == list(model.predict(frame))
+    v2_labels = post(ep, {"Inputs": {"data": rows}, "GlobalParameters": {"method": "predict"}}, key)
+    assert v2_labels.json()["Results"] == v1.json()["result"]
+
+
+def test_endpoint_equals_batch_predict_on_the_whole_dataset(deployed, bank_csv, tmp_path):
+    proj, ep = deployed
+    key = keys(proj)["primaryKey"]
+    out = tmp_path / "pred.csv"
+    proj.ok("predict", "--data", str(bank_csv), "--out", str(out))
+    expected = pd.read_csv(out)
+    df = pd.read_csv(bank_csv).drop(columns=["response"])
+    got_p, got_labels = [], []
+    for start in range(0, len(df), 2000):
+        rows = records(bank_csv, 2000, start)
+        got_p.append(np.asarray(post(ep, {"Inputs": {"data": rows},
+                                          "GlobalParameters": {"method": "predict_proba"}}, key).json()["Results"]))
+        got_labels += post(ep, {"data": rows}, key).json()["result"]
+    proba = np.vstack(got_p)
+    assert proba.shape == (32950, 2)
+    assert np.abs(proba[:, 1] - expected["probability_yes"].to_numpy()).max() < 1e-6
+    assert got_labels == expected["prediction"].tolist()
+
+
+def test_auth_required_and_keys_regenerate_live(deployed, bank_csv):
+    proj, ep = deployed
+    body = {"data": records(bank_csv, 1)}
+    for bad in (None, "wrong-key"):
+        r = post(ep, body, bad)
+        assert r.status_code == 401 and "key" in r.json()["error"]
+    old = keys(proj)
+    assert post(ep, body, old["secondaryKey"]).status_code == 200
+    new = json.loads(proj.ok("endpoint", "keys", ep["name"], "--regenerate", "primary", "--json").stdout)
+    assert new["primaryKey"] != old["primaryKey"] and new["secondaryKey"] == old["secondaryKey"]
+    assert post(ep, body, old["primaryKey"]).status_code == 401
+    assert post(ep, body, new["primaryKey"]).status_code == 200
+    assert post(ep, body, new["secondaryKey"]).status_code == 200
+    log = (proj.ws / "logs" / "endpoints" / f"{ep['name']}.log").read_text()
+    assert new["primaryKey"] not in log and old["primaryKey"] not in log
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "message"),
+    [
+        (lambda r: b'{"data": [', 400, "malformed JSON"),
+        (lambda r: {"data": []}, 422, "empty"),
+        (lambda r: {"rows": [r]}, 422, 'missing "data"'),
+        (lambda r: [r], 422, "JSON object"),
+        (lambda r: {"data": [{k: v for k, v in r.items() if k != "age"}]}, 422, "missing column(s): age"),
+        (lambda r: {"data": [r | {"colour": "red"}]}, 422, "unknown column(s): colour"),
+        (lambda r: {"data": [r | {"age": "forty"}]}, 422, "'age' must be a number"),
+        (lambda r: {"data": [r | {"job": 3}]}, 422, "'job' must be a string"),
+        (lambda r: {"Inputs": {"data": [r]}, "GlobalParameters": {"method": "explain"}}, 422, "unknown method"),
+        (lambda r: {"data": [r] * 4000}, 413, "over"),
+    ],
+)
+def test_bad_requests_get_4xx_json_and_server_keeps_serving(deployed, bank_csv, mutate, status, message):
+    proj, ep = deployed
+    key = keys(proj)["primaryKey"]
+    row = records(bank_csv, 1)[0]
+    body = mutate(row)
+    r = post(ep, None, key, raw=body) if isinstance(body, bytes) else post(ep, body, key)
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]
+    assert post(ep, {"data": [row]}, key).status_code == 200
+
+
+def test_unseen_category_and_nulls_are_scored(deployed, bank_csv):
+    proj, ep = deployed
+    key = keys(proj)["primaryKey"]
+    row = records(bank_csv, 1)[0] | {"job": "astronaut", "euribor3m": None, "month": None}
+    r = post(ep, {"Inputs": {"data": [row]}, "GlobalParameters": {"method": "predict_proba"}}, key)
+    assert r.status_code == 200
+    expected = load_model(proj).predict_proba(pd.DataFrame([row]))
+    assert np.abs(np.asarray(r.json()["Results"]) - expected).max() < 1e-6
+
+
+def test_swagger_and_metrics(deployed):
+    _, ep = deployed
+    spec = requests.get(ep["swagger_uri"], timeout=5).json()
+    assert spec["openapi"].startswith("3.") and "/score" in spec["paths"]
+    assert spec["components"]["securitySchemes"]["Bearer"]["scheme"] == "bearer"
+    example = spec["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    assert set(example["data"][0]) == set(pd.read_csv(REPO.parent / "shared/data/bankmarketing_train.csv",
+                                                      nrows=1).drop(columns=["response"]).columns)
+    text = requests.get(ep["scoring_uri"].rsplit("/", 1)[0] + "/metrics", timeout=5).text
+    assert re.search(r'opml_requests_total\{[^}]*path="/score",status="200"\} \d+', text)
+    assert "opml_request_duration_seconds_bucket" in text and "opml_rows_scored_total" in text
+
+
+def test_consume_command_and_script(deployed, tmp_path):
+    proj, ep = deployed
+    out = json.loads(proj.ok("consume", "--rows", "7", "--json").stdout)
+    assert out["rows"] == 7 and set(out["predictions"]) <= {"yes", "no"}
+    table = proj.ok("consume", "--rows", "3", "--proba").stdout
+    assert "P(yes)" in table and len(table.strip().splitlines()) == 5
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"data": records(REPO.parent / "shared/data/bankmarketing_train.csv", 2)}))
+    assert len(json.loads(proj.ok("consume", "--data", str(body), "--json").stdout)["predictions"]) == 2
+    script = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "endpoint.py")], capture_output=True, text=True, timeout=60,
+        env=os.environ | {"OPML_SCORING_URI": ep["scoring_uri"], "OPML_KEY": keys(proj)["primaryKey"]})
+    assert script.returncode == 0, script.stderr
+    assert len(json.loads(script.stdout)["result"]) == 2
+    denied = subprocess.run([sys.executable, str(REPO / "scripts" / "endpoint.py"), "--uri", ep["scoring_uri"]],
+                            capture_output=True, text=True, timeout=60)
+    assert denied.returncode == 1 and "error" in json.loads(denied.stdout)
+
+
+def test_endpoint_script_decodes_json_encoded_replies():
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import endpoint
+    finally:
+        sys.path.pop(0)
+    assert endpoint.decode(json.dumps({"result": ["no", "yes"]})) == {"result": ["no", "yes"]}
+    assert endpoint.decode({"result": ["no"]}) == {"result": ["no"]}
+
+
+def test_2000_concurrent_requests_none_fail(deployed, bank_csv, tmp_path):
+    proj, ep = deployed
+    if not shutil.which("ab"):
+        pytest.fail("Apache Bench (ab) is missing: apt-get install apache2-utils (.ci/run installs it)")
+    payload = tmp_path / "one.json"
+    payload.write_text(json.dumps({"data": records(bank_csv, 1)}))
+    res = subprocess.run(["ab", "-n", "2000", "-c", "16", "-p", str(payload), "-T", "application/json",
+                          "-H", f"Authorization: Bearer {keys(proj)['primaryKey']}", ep["scoring_uri"]],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"Complete requests:\s+2000", res.stdout)
+    assert re.search(r"Failed requests:\s+0", res.stdout)
+    assert "Non-2xx" not in res.stdout
+
+
+def test_failed_redeploy_leaves_old_endpoint_serving(deployed, bank_csv):
+    proj, ep = deployed
+    before = json.loads(proj.ok("endpoint", "show", ep["name"], "--json").stdout)
+    from opml.training.models import get_model
+    from opml.workspace import store
+    from opml.workspace.workspace import Workspace
+
+    ws = Workspace.open(proj.ws)
+    good = get_model(ws, "bankmarketing-automl:1")
+    broken = proj.root / "broken-model"
+    shutil.copytree(good.path, broken)
+    (broken / "model.pkl").write_bytes(b"not a pickle")
+    with store.transaction(ws.db) as db:
+        db.execute("INSERT INTO models SELECT 'broken', 1, run_id, child_run, ?, pipeline, metrics, info, created_at"
+                   " FROM models WHERE name = 'bankmarketing-automl' AND version = 1", (str(broken),))
+    ws.close()
+    line = proj.fails("deploy", "--model", "broken:1")
+    assert "failed to start" in line and "keeps serving" in line
+    after = json.loads(proj.ok("endpoint", "show", ep["name"], "--json").stdout)
+    assert after["state"] == "Healthy" and after["pid"] == before["pid"] and after["model"] == before["model"]
+    assert post(ep, {"data": records(bank_csv, 1)}, keys(proj)["primaryKey"]).status_code == 200
+
+
+def test_redeploy_replaces_process_on_same_port(deployed, bank_csv):
+    proj, ep = deployed
+    before = json.loads(proj.ok("endpoint", "show", ep["name"], "--json").stdout)
+    again = json.loads(proj.ok("deploy", "--model", "bankmarketing-automl:1", "--json").stdout)
+    assert again["port"] == before["port"] and again["pid"] != before["pid"]
+    assert post(ep, {"data": records(bank_csv, 1)}, keys(proj)["primaryKey"]).status_code == 200
+    from opml.serving.process import alive
+
+    deadline = time.monotonic() + 15
+    while alive(before["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(before["pid"])
+
+
+def test_killed_endpoint_is_stopped_then_restarts(deployed, bank_csv):
+    proj, ep = deployed
+    pid = json.loads(proj.ok("endpoint", "show", ep["name"], "--json").stdout)["pid"]
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        state = json.loads(proj.ok("endpoint", "show", ep["name"], "--json").stdout)["state"]
+        if state == "Stopped":
+            break
+        time.sleep(0.1)
+    assert state == "Stopped"
+    restarted = json.loads(proj.ok("endpoint", "restart", ep["name"], "--json").stdout)
+    assert restarted["pid"] != pid and restarted["port"] == ep["port"]
+    assert json.loads(proj.ok("endpoint", "show", ep["name"], "--json").stdout)["state"] == "Healthy"
+    assert post(ep, {"data": records(bank_csv, 1)}, keys(proj)["primaryKey"]).status_code == 200
+
+
+def test_auth_off_endpoint_and_delete_frees_port(deployed, bank_csv):
+    proj, _ = deployed
+    proj.set_config("deploy.yaml", auth_enabled=False)
+    try:
+        open_ep = json.loads(proj.ok("deploy", "--best", "--name", "open", "--json").stdout)
+    finally:
+        proj.set_config("deploy.yaml", auth_enabled=True)
+    assert post(open_ep, {"data": records(bank_csv, 2)}, None).status_code == 200
+    assert "authentication off" in proj.fails("endpoint", "keys", "open")
+    spec = requests.get(open_ep["swagger_uri"], timeout=5).json()
+    assert "securitySchemes" not in spec["components"]
+    proj.ok("endpoint", "delete", "open")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", open_ep["port"]))  # the port is free again
+    assert "no endpoint named 'open'" in proj.fails("endpoint", "show", "open")
+
+
+def test_deploy_argument_errors(deployed):
+    proj, _ = deployed
+    assert "exactly one of --best and --model" in proj.fails("deploy")
+    assert "no registered model 'ghost'" in proj.fails("deploy", "--model", "ghost")
+    assert "--experiment goes with --best" in proj.fails("deploy", "--model", "x", "--experiment", "e")
