@@ -14,11 +14,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) sysdeps
 
-# Debian packages the tests and benchmarks use: Apache Bench.
+# Debian packages the tests and benchmarks use: Apache Bench, and Chromium for the Swagger UI browser test.
 sysdeps:
-	@command -v ab >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq apache2-utils >/dev/null; \
-	  else echo "Apache Bench is missing: sudo apt-get install apache2-utils" >&2; exit 1; fi; }
+	@missing=""; command -v ab >/dev/null || missing="$$missing apache2-utils"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium fonts-liberation"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	    else echo "missing Debian packages: sudo apt-get install$$missing" >&2; exit 1; fi; fi
 
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/run_all.sh

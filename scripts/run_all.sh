@@ -23,8 +23,20 @@ step "deploy: the best model as an authenticated endpoint"
 opml deploy --best
 opml endpoint show bankmarketing-endpoint
 
+step "enable-logs: request telemetry on the live endpoint"
+opml enable-logs
+
+step "swagger: download the endpoint's swagger.json (browse it with: opml swagger --serve --port 9000)"
+opml swagger
+
 step "consume: score rows through the endpoint (opml consume, then scripts/endpoint.py)"
 opml consume --rows 5
 OPML_SCORING_URI=$(opml endpoint show bankmarketing-endpoint --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["scoring_uri"])') \
 OPML_KEY=$(opml endpoint keys bankmarketing-endpoint --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["primaryKey"])') \
   python3 scripts/endpoint.py
+
+step "benchmark: Apache Bench against the endpoint"
+opml benchmark -n 200 -c 4
+
+step "logs: the endpoint's server log and telemetry"
+opml logs --tail 10

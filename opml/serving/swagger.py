@@ -55,6 +55,8 @@ def download(ws: Workspace, ep: Endpoint, out: Path, timeout: float = 10.0) -> d
 
     from opml.serving import process
 
+    if out.expanduser().is_dir():
+        raise OpmlError(f"{out} is a folder", "pass a file path with --out, e.g. swagger/swagger.json")
     headers = {"Accept": "application/json"}
     if ep.auth_enabled:
         headers["Authorization"] = f"Bearer {endpoint_keys(ws, ep.name)['primary']}"
@@ -110,8 +112,6 @@ def _parse_spec(raw: bytes, source: str) -> dict[str, Any]:
 
 def _write_atomically(out: Path, data: bytes) -> Path:
     out = out.expanduser()
-    if out.is_dir():
-        raise OpmlError(f"{out} is a folder", "pass a file path with --out, e.g. swagger/swagger.json")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
@@ -359,4 +359,4 @@ def serve_ui(ws: Workspace, ep: Endpoint, spec_path: Path, port: int) -> None:
     finally:
         sock.close()
         if main:
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
