@@ -295,3 +295,35 @@ def test_deploy_argument_errors(deployed):
     assert "exactly one of --best and --model" in proj.fails("deploy")
     assert "no registered model 'ghost'" in proj.fails("deploy", "--model", "ghost")
     assert "--experiment goes with --best" in proj.fails("deploy", "--model", "x", "--experiment", "e")
+
+
+def _group(pgid: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_workers_share_the_port_and_stop_together(deployed, bank_csv):
+    proj, _ = deployed
+    proj.set_config("deploy.yaml", workers=2)
+    try:
+        ep = json.loads(proj.ok("deploy", "--best", "--name", "multi", "--json").stdout)
+    finally:
+        proj.set_config("deploy.yaml", workers=1)
+    deadline = time.monotonic() + 30
+    while len(_group(ep["pid"])) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(_group(ep["pid"])) == 2
+    key = keys(proj, "multi")["primaryKey"]
+    assert all(post(ep, {"data": records(bank_csv, 1)}, key).status_code == 200 for _ in range(20))
+    proj.ok("endpoint", "delete", "multi")
+    deadline = time.monotonic() + 15
+    while _group(ep["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _group(ep["pid"]) == []
