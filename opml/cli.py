@@ -802,3 +802,9 @@ def run() -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+
+
+from opml.pipelines.commands import pipeline, server  # noqa: E402  (registered last: they reuse the helpers above)
+
+main.add_command(pipeline)
+main.add_command(server)

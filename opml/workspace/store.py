@@ -83,6 +83,84 @@ MIGRATIONS: list[str] = [
         updated_at   TEXT NOT NULL
     );
     """,
+    # 4: pipelines (versioned definitions), published pipelines, pipeline runs, step runs, schedules
+    """
+    CREATE TABLE pipelines (
+        name        TEXT NOT NULL,
+        version     INTEGER NOT NULL,
+        description TEXT NOT NULL,
+        spec        TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        configs     TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (name, version),
+        UNIQUE (name, digest)
+    );
+    CREATE TABLE published_pipelines (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        status     TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE pipeline_runs (
+        id               TEXT PRIMARY KEY,
+        pipeline         TEXT NOT NULL,
+        version          INTEGER NOT NULL,
+        experiment       TEXT NOT NULL,
+        parameters       TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        error            TEXT,
+        published_id     TEXT,
+        schedule_id      TEXT,
+        submitted_by     TEXT NOT NULL,
+        runner_pid       INTEGER,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        created_at       TEXT NOT NULL,
+        started_at       TEXT,
+        ended_at         TEXT,
+        duration_s       REAL
+    );
+    CREATE INDEX pipeline_runs_by_pipeline ON pipeline_runs (pipeline, created_at);
+    CREATE INDEX pipeline_runs_by_status ON pipeline_runs (status);
+    CREATE TABLE pipeline_step_runs (
+        run_id      TEXT NOT NULL REFERENCES pipeline_runs (id) ON DELETE CASCADE,
+        step        TEXT NOT NULL,
+        position    INTEGER NOT NULL,
+        type        TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        reused      INTEGER NOT NULL DEFAULT 0,
+        reused_from TEXT,
+        hash        TEXT,
+        inputs      TEXT NOT NULL DEFAULT '{}',
+        settings    TEXT NOT NULL DEFAULT '{}',
+        outputs     TEXT NOT NULL DEFAULT '{}',
+        error       TEXT,
+        pid         INTEGER,
+        started_at  TEXT,
+        ended_at    TEXT,
+        duration_s  REAL,
+        PRIMARY KEY (run_id, step)
+    );
+    CREATE INDEX pipeline_step_runs_by_hash ON pipeline_step_runs (hash, status);
+    CREATE TABLE pipeline_schedules (
+        id           TEXT PRIMARY KEY,
+        pipeline     TEXT NOT NULL,
+        version      INTEGER NOT NULL,
+        cron         TEXT,
+        interval_s   REAL,
+        parameters   TEXT NOT NULL,
+        experiment   TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        next_fire_at REAL NOT NULL,
+        last_fire_at REAL,
+        last_run_id  TEXT,
+        last_note    TEXT,
+        created_at   TEXT NOT NULL
+    );
+    """,
 ]
 
 BUSY_TIMEOUT_MS = 30_000

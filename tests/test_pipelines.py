@@ -1,0 +1,461 @@
+"""Pipelines: definitions, runs in their own processes, reuse, failures, the control plane's REST API,
+schedules across a restart, crash recovery and cancel — all with real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+import yaml
+
+from tests.conftest import REPO, Project
+
+pytestmark = pytest.mark.timeout(300)
+
+SCRIPTS = {
+    "ok.py": "import json, os\n"
+             "n = int(os.environ.get('OPML_INPUT_N', '1'))\n"
+             "print('adding one to', n)\n"
+             "json.dump({'n': n + 1}, open(os.environ['OPML_OUTPUTS'], 'w'))\n",
+    "fail.py": "print('about to fail')\nraise ValueError('bad things in the user script')\n",
+    "sleep.py": "import json, os, sys, time\ntime.sleep(float(sys.argv[1]))\n"
+                "json.dump({'n': 1}, open(os.environ['OPML_OUTPUTS'], 'w'))\n",
+}
+
+
+class PipeProject(Project):
+    """A project whose OPML_DATA is a sample of the real dataset (the runs and control plane inherit it)."""
+
+    def __init__(self, root: Path, data: Path) -> None:
+        super().__init__(root)
+        self.data = data
+
+    def env(self) -> dict[str, str]:
+        return super().env() | {"OPML_DATA": str(self.data)}
+
+    def json(self, *args: str):
+        return json.loads(self.ok(*args, "--json").stdout)
+
+    def write(self, name: str, doc: dict) -> Path:
+        path = self.root / name
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    def wait(self, run_id: str, timeout: float = 120, until=("Completed", "Failed", "Canceled")) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.json("pipeline", "show", run_id)
+            if run["status"] in until:
+                return run
+            time.sleep(0.3)
+        raise AssertionError(f"run {run_id} still {run['status']} after {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory, bank_csv):
+    root = tmp_path_factory.mktemp("pipelines")
+    data = root / "bank_sample.csv"
+    pd.read_csv(bank_csv).sample(3000, random_state=0).to_csv(data, index=False)
+    p = PipeProject(root, data)
+    for name, text in SCRIPTS.items():
+        (root / name).write_text(text)
+    p.ok("auth")
+    sp = p.json("auth", "sp", "create", "bot")
+    p.client = sp
+    yield p
+    for s in p.json("pipeline", "schedule", "list"):
+        p.ok("pipeline", "schedule", "disable", s["id"])
+    for r in p.json("pipeline", "runs", "--limit", "1000"):
+        if r["status"] not in ("Completed", "Failed", "Canceled"):
+            p.cli("--configs", str(p.configs), "pipeline", "cancel", r["id"], env=p.env())
+    p.ok("server", "stop")
+
+
+def script_pipeline(p: PipeProject, name: str, steps: list[dict], params: list[dict] | None = None) -> str:
+    path = p.write(f"{name}.yaml", {"name": name, "parameters": params or [], "steps": steps})
+    return p.json("pipeline", "create", "--file", str(path))["ref"]
+
+
+def token(p: PipeProject, ttl: int = 600) -> str:
+    env = {"OPML_CLIENT_ID": p.client["client_id"], "OPML_CLIENT_SECRET": p.client["client_secret"]}
+    res = p.cli.ok("--configs", str(p.configs), "auth", "token", "--json", "--expires-in", str(ttl),
+                   env=p.env() | env)
+    return json.loads(res.stdout)["access_token"]
+
+
+# ---- definitions ---------------------------------------------------------------------------
+
+
+BAD = [
+    ({"steps": [{"name": "a", "type": "script", "settings": {"script": "ok.py"}, "inputs": {"n": "b.n"},
+                 "outputs": ["n"]},
+                {"name": "b", "type": "script", "settings": {"script": "ok.py"}, "inputs": {"n": "a.n"},
+                 "outputs": ["n"]}]}, "cycle among steps 'a', 'b'"),
+    ({"steps": [{"name": "a", "type": "script", "settings": {"script": "ok.py"}, "inputs": {"n": "ghost.n"}}]},
+     "input 'n' refers to 'ghost.n', which is no step's output"),
+    ({"steps": [{"name": "a", "type": "script", "settings": {"script": "ok.py"}, "outputs": ["n"]},
+                {"name": "b", "type": "script", "settings": {"script": "ok.py"}, "inputs": {"n": "a.m"}}]},
+     "refers to 'a.m', but step 'a' has n"),
+    ({"steps": [{"name": "a", "type": "notebook"}]}, "step 'a' has unknown type 'notebook'"),
+    ({"steps": [{"name": "a", "type": "automl", "settings": {"time_budget": "${budget}"}}]},
+     "step 'a' uses undeclared parameter ${budget}"),
+    ({"parameters": [{"name": "budget", "type": "int", "default": "soon"}],
+      "steps": [{"name": "a", "type": "automl", "settings": {"time_budget": "${budget}"}}]},
+     "parameter 'budget' must be an integer"),
+    ({"parameters": [{"name": "metric", "type": "string", "default": "x"}],
+      "steps": [{"name": "a", "type": "automl", "settings": {"time_budget": "${metric}"}}]},
+     "setting 'time_budget' (from parameter 'metric')"),
+    ({"steps": [{"name": "a", "type": "automl", "settings": {"time_budgte": 5}}]},
+     "unknown setting 'time_budgte' for a automl step"),
+    ({"steps": [{"name": "a", "type": "register"}]}, "a register step needs input 'model'"),
+    ({"steps": [{"name": "a", "type": "script", "settings": {"script": "missing.py"}}]}, "script missing.py not found"),
+    ({"steps": [{"name": "a", "type": "script", "settings": {"script": "ok.py"}, "retries": 3}]},
+     "step 'a': unknown key 'retries'"),
+    ({"steps": [{"name": "a", "type": "script", "settings": {"script": "ok.py"}}], "parameters": [{"type": "int"}]},
+     "parameter '#1': missing required key 'name'"),
+]
+
+
+@pytest.mark.parametrize(("doc", "message"), BAD, ids=[m[:30] for _, m in BAD])
+def test_definition_errors_are_one_line_naming_the_culprit(proj, doc, message):
+    path = proj.write("bad.yaml", {"name": "bad"} | doc)
+    line = proj.fails("pipeline", "create", "--file", str(path))
+    assert message in line, line
+    assert str(path) in line
+
+
+def test_create_versions_only_on_change_and_param_errors(proj):
+    steps = [{"name": "a", "type": "script", "settings": {"script": "ok.py"}, "outputs": ["n"]}]
+    params = [{"name": "k", "type": "int", "default": 1}]
+    ref = script_pipeline(proj, "versions", steps, params)
+    assert ref == "versions:1"
+    assert script_pipeline(proj, "versions", steps, params) == "versions:1"
+    assert script_pipeline(proj, "versions", steps, [{"name": "k", "type": "int", "default": 2}]) == "versions:2"
+    assert "unknown parameter 'nope'" in proj.fails("pipeline", "run", "versions", "--param", "nope=1")
+    assert "parameter 'k' must be an integer (got 'x')" in proj.fails("pipeline", "run", "versions", "--param", "k=x")
+    assert "invalid --param 'k'" in proj.fails("pipeline", "run", "versions", "--param", "k")
+    assert "no pipeline 'ghost'" in proj.fails("pipeline", "run", "ghost")
+
+
+# ---- a full run on the real data, then reuse -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def full_run(proj):
+    created = proj.json("pipeline", "create")  # configs/pipeline.yaml, as shipped
+    assert created["ref"] == "bankmarketing-train:1"
+    t0 = time.monotonic()
+    res = proj.ok("pipeline", "run", "bankmarketing-train", "--param", "time_budget=20", "--param", "max_trials=2",
+                  "--wait", "--json")
+    return json.loads(res.stdout), time.monotonic() - t0
+
+
+def test_full_run_registers_a_model_with_step_logs(proj, full_run):
+    run, wall = full_run
+    assert run["status"] == "Completed", run
+    steps = {s["step"]: s for s in run["steps"]}
+    assert list(steps) == ["prepare_data", "automl", "register_model"]
+    assert all(s["status"] == "Completed" and not s["reused"] for s in steps.values())
+    assert steps["prepare_data"]["outputs"]["dataset"] == "bankmarketing:1"
+    model = steps["automl"]["outputs"]["model"]
+    assert run["model"] == model == steps["register_model"]["outputs"]["model"]
+    assert model in [m["ref"] for m in proj.json("models", "list")]
+    assert steps["automl"]["settings"] == {"time_budget": 20.0, "max_trials": 2, "primary_metric": "AUC_weighted"}
+    assert all(s["duration_s"] > 0 for s in steps.values())
+    print(f"\nfull run {wall:.1f} s: " + ", ".join(f"{n} {s['duration_s']:.1f} s" for n, s in steps.items()))
+    logs = proj.json("pipeline", "logs", run["id"])
+    assert "trial 0:" in logs["automl"]["text"] and "registered model" in logs["automl"]["text"]
+    assert Path(logs["prepare_data"]["path"]).is_file()
+    shown = proj.ok("pipeline", "show", run["id"]).stdout
+    assert "Completed" in shown and model in shown
+    assert run["id"] in proj.ok("pipeline", "runs", "bankmarketing-train").stdout
+
+
+def test_second_run_reuses_unchanged_steps(proj, full_run):
+    first, _ = full_run
+    run = json.loads(proj.ok("pipeline", "run", "bankmarketing-train", "--param", "time_budget=20", "--param",
+                             "max_trials=2", "--wait", "--json").stdout)
+    assert run["status"] == "Completed"
+    assert all(s["reused"] and s["reused_from"] == first["id"] for s in run["steps"])
+    assert run["model"] == first["model"]
+    assert "reused the output" in proj.json("pipeline", "logs", run["id"], "--step", "automl")["automl"]["text"]
+
+
+def test_deploy_step_serves_the_model_and_is_reused_only_while_serving(proj, full_run):
+    first, _ = full_run
+    doc = yaml.safe_load((proj.configs / "pipeline.yaml").read_text())
+    doc["name"] = "train-and-deploy"
+    doc["steps"].append({"name": "deploy", "type": "deploy", "inputs": {"model": "register_model.model"},
+                         "settings": {"name": "pipe-endpoint"}})
+    ref = proj.json("pipeline", "create", "--file", str(proj.write("deploy.yaml", doc)))["ref"]
+    args = ("pipeline", "run", ref, "--param", "time_budget=20", "--param", "max_trials=2", "--wait", "--json")
+    try:
+        run = json.loads(proj.ok(*args).stdout)
+        st = {s["step"]: s for s in run["steps"]}
+        assert st["automl"]["reused"] and st["automl"]["reused_from"] == first["id"]  # same step, other pipeline
+        assert not st["deploy"]["reused"] and st["deploy"]["status"] == "Completed"
+        uri = st["deploy"]["outputs"]["scoring_uri"]
+        assert requests.get(uri.rsplit("/", 1)[0] + "/", timeout=5).json()["model"] == first["model"]
+        again = json.loads(proj.ok(*args).stdout)
+        assert next(s for s in again["steps"] if s["step"] == "deploy")["reused"]
+        proj.ok("endpoint", "delete", "pipe-endpoint")
+        third = json.loads(proj.ok(*args).stdout)
+        assert not next(s for s in third["steps"] if s["step"] == "deploy")["reused"]  # endpoint was gone
+        assert proj.json("endpoint", "show", "pipe-endpoint")["state"] == "Healthy"
+    finally:
+        proj.cli("--configs", str(proj.configs), "endpoint", "delete", "pipe-endpoint", env=proj.env())
+
+
+# ---- failures, cancel, crash recovery ------------------------------------------------------------
+
+
+def test_failing_script_step_fails_the_run_and_stops_dependents(proj):
+    ref = script_pipeline(proj, "failing", [
+        {"name": "first", "type": "script", "settings": {"script": "ok.py"}, "outputs": ["n"]},
+        {"name": "boom", "type": "script", "settings": {"script": "fail.py"}, "inputs": {"n": "first.n"},
+         "outputs": ["n"]},
+        {"name": "after", "type": "script", "settings": {"script": "ok.py"}, "inputs": {"n": "boom.n"}},
+        {"name": "side", "type": "script", "settings": {"script": "ok.py"}, "inputs": {"n": "first.n"},
+         "outputs": ["n"]},
+    ])
+    res = proj.cli("--configs", str(proj.configs), "pipeline", "run", ref, "--wait", "--json", env=proj.env())
+    assert res.exit_code == 1
+    run = json.loads(res.stdout)
+    assert run["status"] == "Failed"
+    assert "step 'boom' failed" in run["error"] and "ValueError: bad things in the user script" in run["error"]
+    st = {s["step"]: s for s in run["steps"]}
+    assert st["first"]["status"] == "Completed" and st["first"]["outputs"] == {"n": 2}
+    assert st["side"]["status"] == "Completed" and st["side"]["outputs"] == {"n": 3}  # independent: still ran
+    assert st["boom"]["status"] == "Failed"
+    assert st["after"]["status"] == "Canceled" and "upstream step 'boom'" in st["after"]["error"]
+    log = proj.json("pipeline", "logs", run["id"], "--step", "boom")["boom"]["text"]
+    assert "about to fail" in log and "Traceback" in log
+
+
+def _sleep_pipeline(proj, seconds: float = 60) -> str:
+    return script_pipeline(proj, "sleepy", [
+        {"name": "nap", "type": "script", "settings": {"script": "sleep.py", "args": ["${seconds}"]},
+         "outputs": ["n"], "allow_reuse": False},
+        {"name": "then", "type": "script", "settings": {"script": "ok.py"}, "inputs": {"n": "nap.n"}}],
+        [{"name": "seconds", "type": "float", "default": seconds}])
+
+
+def _running(proj, run_id: str, step: str) -> dict:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        run = proj.json("pipeline", "show", run_id)
+        st = next(s for s in run["steps"] if s["step"] == step)
+        if st["status"] == "Running" and st["pid"]:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"step {step} never ran: {run}")
+
+
+def test_cancel_stops_running_steps(proj):
+    ref = _sleep_pipeline(proj)
+    run = proj.json("pipeline", "run", ref)
+    running = _running(proj, run["id"], "nap")
+    pid = next(s["pid"] for s in running["steps"] if s["step"] == "nap")
+    t0 = time.monotonic()
+    out = proj.json("pipeline", "cancel", run["id"])
+    assert out["status"] == "Canceled" and time.monotonic() - t0 < 10
+    st = {s["step"]: s["status"] for s in proj.json("pipeline", "show", run["id"])["steps"]}
+    assert st["nap"] == "Canceled"
+    assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+    assert "already Canceled" in proj.fails("pipeline", "cancel", run["id"])
+
+
+def test_crash_recovery_marks_running_run_failed_on_server_start(proj):
+    ref = _sleep_pipeline(proj)
+    run = proj.json("pipeline", "run", ref)
+    running = _running(proj, run["id"], "nap")
+    runner = running["runner_pid"]
+    step_pid = next(s["pid"] for s in running["steps"] if s["step"] == "nap")
+    os.killpg(runner, signal.SIGKILL)  # the executor crashes; its step process is orphaned
+    time.sleep(0.3)
+    assert proj.json("pipeline", "show", run["id"])["status"] == "Running"
+    proj.ok("server", "stop")
+    proj.ok("server", "start")
+    after = proj.json("pipeline", "show", run["id"])
+    assert after["status"] == "Failed" and "executor" in after["error"] and "control plane started" in after["error"]
+    st = {s["step"]: s for s in after["steps"]}
+    assert st["nap"]["status"] == "Failed" and st["then"]["status"] == "Canceled"
+    time.sleep(0.5)
+    assert not Path(f"/proc/{step_pid}/cmdline").exists() or not Path(f"/proc/{step_pid}/cmdline").read_bytes()
+
+
+# ---- published pipeline over REST ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def published(proj, full_run):
+    pub = proj.json("pipeline", "publish", "bankmarketing-train")
+    assert pub["status"] == "Active" and pub["endpoint"].endswith(f"/pipelines/{pub['id']}/runs")
+    assert proj.json("server", "status")["state"] == "Running"
+    return pub
+
+
+def post(url: str, tok: str | None, body=None, raw: bytes | None = None) -> requests.Response:
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {tok}"} if tok else {})
+    return requests.post(url, data=raw if raw is not None else json.dumps(body), headers=headers, timeout=10)
+
+
+def test_rest_trigger_good_token_runs_in_background(proj, published):
+    tok = token(proj)
+    body = {"ExperimentName": "rest-exp", "ParameterAssignments": {"time_budget": 20, "max_trials": 2}}
+    t0 = time.perf_counter()
+    r = post(published["endpoint"], tok, body)
+    latency = time.perf_counter() - t0
+    assert r.status_code == 200, r.text
+    reply = r.json()
+    assert reply["Status"] == "NotStarted" and reply["ExperimentName"] == "rest-exp"
+    assert latency < 0.5
+    base = published["endpoint"].split("/pipelines/")[0]
+    headers = {"Authorization": f"Bearer {tok}"}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        doc = requests.get(f"{base}/runs/{reply['Id']}", headers=headers, timeout=10).json()
+        if doc["Status"] in ("Completed", "Failed", "Canceled"):
+            break
+        time.sleep(0.3)
+    assert doc["Status"] == "Completed", doc
+    assert [s["Reused"] for s in doc["Steps"]] == [True, True, True]  # same settings as the CLI run
+    run = proj.json("pipeline", "show", reply["Id"])
+    assert run["published_id"] == published["id"] and run["submitted_by"] == "bot"
+    assert requests.get(f"{base}/runs/{reply['Id']}", timeout=10).status_code == 401
+    assert requests.get(f"{base}/runs/nope", headers=headers, timeout=10).status_code == 404
+    spec = requests.get(f"{base}/openapi.json", timeout=10).json()
+    assert "/pipelines/{id}/runs" in spec["paths"] and "bearer" in spec["components"]["securitySchemes"]
+
+
+def test_rest_trigger_rejects_bad_tokens_parameters_and_json(proj, published):
+    url = published["endpoint"]
+    tok = token(proj)
+    short = token(proj, ttl=1)
+    for bad in (None, "not-a-token", tok[:-4] + "AAAA", short):
+        if bad == short:
+            time.sleep(1.2)
+        r = post(url, bad, {"ParameterAssignments": {}})
+        assert r.status_code == 401, (bad, r.text)
+        assert "error" in r.json()
+    assert "expired" in post(url, short, {}).json()["error"]
+    r = post(url, tok, {"ParameterAssignments": {"time_budgt": 5}})
+    assert r.status_code == 422 and "time_budgt" in r.json()["error"]
+    r = post(url, tok, {"ParameterAssignments": {"max_trials": "two"}})
+    assert r.status_code == 422 and "max_trials" in r.json()["error"]
+    r = post(url, tok, {"ParameterAssignments": {"max_trials": 1.5}})
+    assert r.status_code == 422 and "max_trials" in r.json()["error"]
+    r = post(url, tok, {"ParameterAssignments": {"primary_metric": "f1"}})
+    assert r.status_code == 422 and "unknown metric 'f1'" in r.json()["error"]
+    r = post(url, tok, {"ParameterAssignments": {"time_budget": -3}})
+    assert r.status_code == 422 and "time_budget" in r.json()["error"]
+    assert post(url, tok, raw=b"{not json").status_code == 400
+    assert post(url, tok, raw=b"[1, 2]").status_code == 400
+    r = post(url.replace(published["id"], "00000000-0000-0000-0000-000000000000"), tok, {})
+    assert r.status_code == 404
+    before = len(proj.json("pipeline", "runs", "--limit", "1000"))
+    proj.ok("pipeline", "disable", published["id"])
+    r = post(url, tok, {"ParameterAssignments": {}})
+    assert r.status_code == 409 and "Disabled" in r.json()["error"] and "enable" in r.json()["error"]
+    listed = proj.json("pipeline", "list", "--published")
+    assert [p["status"] for p in listed if p["id"] == published["id"]] == ["Disabled"]
+    proj.ok("pipeline", "enable", published["id"])
+    assert len(proj.json("pipeline", "runs", "--limit", "1000")) == before  # no bad request started a run
+
+
+def test_rest_client_script_triggers_and_follows(proj, published):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPML_")} | {
+        "OPML_CLIENT_ID": proj.client["client_id"], "OPML_CLIENT_SECRET": proj.client["client_secret"],
+        "OPML_WORKSPACE": str(proj.ws), "OPML_CONFIGS": str(proj.configs)}
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "pipeline_rest.py"), "--endpoint",
+                          published["endpoint"], "--experiment", "from-script", "--param", "time_budget=20",
+                          "--param", "max_trials=2", "--opml", f"{sys.executable} -m opml"],
+                         capture_output=True, text=True, timeout=120, env=env, cwd=proj.root)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Submitted run" in res.stdout and "Completed" in res.stdout
+    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "pipeline_rest.py"), "--endpoint",
+                          published["endpoint"], "--token", "nope"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "HTTP 401" in bad.stderr
+
+
+# ---- schedules -------------------------------------------------------------------------------
+
+
+def _schedule_runs(proj, sid: str) -> list[dict]:
+    return [r for r in proj.json("pipeline", "runs", "--limit", "1000") if r["schedule_id"] == sid]
+
+
+def _until(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_schedule_fires_skips_overlaps_and_survives_restart(proj):
+    ref = script_pipeline(proj, "ticker", [
+        {"name": "tick", "type": "script", "settings": {"script": "ok.py"}, "allow_reuse": False}])
+    sched = proj.json("pipeline", "schedule", "create", ref, "--every", "2s", "--experiment", "ticks")
+    assert sched["recurrence"] == "every 2s" and sched["status"] == "Active"
+    listed = proj.ok("pipeline", "schedule", "list").stdout
+    assert sched["id"] in listed and "every 2s" in listed
+    runs = _until(lambda: [r for r in _schedule_runs(proj, sched["id"]) if r["status"] == "Completed"], 20,
+                  "a scheduled run")
+    assert runs[0]["experiment"] == "ticks" and runs[0]["submitted_by"] == f"schedule {sched['id']}"
+
+    proj.ok("server", "stop")
+    count = len(_schedule_runs(proj, sched["id"]))
+    time.sleep(5)  # two or three fires are missed while the control plane is down
+    assert len(_schedule_runs(proj, sched["id"])) == count
+    proj.ok("server", "start")
+    _until(lambda: len(_schedule_runs(proj, sched["id"])) > count, 10, "a fire after the restart")
+    notes = proj.json("pipeline", "schedule", "list")
+    note = next(s for s in notes if s["id"] == sched["id"])["last_note"]
+    assert "catch-up" in note or "fired" in note
+    log = (proj.ws / "logs" / "control-plane.log").read_text()
+    assert "catch-up:" in log and "missed fires coalesced" in log
+
+    # overlapping fires: the previous run is still going -> skipped, and logged
+    slow = _sleep_pipeline(proj, 6)
+    s2 = proj.json("pipeline", "schedule", "create", slow, "--every", "1s")
+    _until(lambda: "skipped" in (next(s for s in proj.json("pipeline", "schedule", "list")
+                                      if s["id"] == s2["id"])["last_note"] or ""), 15, "a skipped fire")
+    assert "is still going" in (proj.ws / "logs" / "control-plane.log").read_text()
+    for sid in (sched["id"], s2["id"]):
+        assert proj.json("pipeline", "schedule", "disable", sid)["status"] == "Disabled"
+    n = len(_schedule_runs(proj, sched["id"]))
+    time.sleep(2.5)
+    assert len(_schedule_runs(proj, sched["id"])) == n
+
+
+def test_schedule_and_server_errors(proj):
+    assert "exactly one of --cron" in proj.fails("pipeline", "schedule", "create", "ticker")
+    assert "invalid interval '5x'" in proj.fails("pipeline", "schedule", "create", "ticker", "--every", "5x")
+    assert "bad hour field '25'" in proj.fails("pipeline", "schedule", "create", "ticker", "--cron", "0 25 * * *")
+    assert "no schedule 'nope'" in proj.fails("pipeline", "schedule", "disable", "nope")
+    assert "no published pipeline 'nope'" in proj.fails("pipeline", "disable", "nope")
+
+
+def test_cron_matcher():
+    from datetime import UTC, datetime
+
+    from opml.pipelines.schedule import Cron
+
+    t = datetime(2026, 1, 1, 10, 7, tzinfo=UTC).timestamp()  # a Thursday
+    nxt = lambda expr: datetime.fromtimestamp(Cron(expr).next_after(t), UTC)  # noqa: E731
+    assert nxt("*/15 * * * *") == datetime(2026, 1, 1, 10, 15, tzinfo=UTC)
+    assert nxt("0 6 * * 1-5") == datetime(2026, 1, 2, 6, 0, tzinfo=UTC)
+    assert nxt("30 9 1 * *") == datetime(2026, 2, 1, 9, 30, tzinfo=UTC)
+    assert nxt("0 0 * * sun") == datetime(2026, 1, 4, 0, 0, tzinfo=UTC)
+    assert nxt("@yearly") == datetime(2027, 1, 1, 0, 0, tzinfo=UTC)
