@@ -85,7 +85,7 @@ def main(ctx: click.Context, configs: Path) -> None:
     """opml: operationalize an ML model end to end on an embedded workspace.
 
     Run the stages in workflow order: auth, data, train, deploy, enable-logs, swagger,
-    consume, benchmark.
+    consume, benchmark, pipeline.
     """
     source = ctx.get_parameter_source("configs")
     if source is not click.core.ParameterSource.DEFAULT and not configs.is_dir():

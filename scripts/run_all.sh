@@ -8,7 +8,14 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "auth: create/open the workspace and a service principal"
 opml auth
-opml auth sp list --json | grep -q '"name": "demo"' || opml auth sp create demo >/dev/null 2>&1
+# A fresh service principal for this demo; its secret stays in this shell (printed nowhere).
+opml auth sp delete demo >/dev/null 2>&1 || true
+creds=$(opml auth sp create demo --json)
+export OPML_CLIENT_ID OPML_CLIENT_SECRET
+OPML_CLIENT_ID=$(printf '%s' "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')
+OPML_CLIENT_SECRET=$(printf '%s' "$creds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])')
+unset creds
+opml auth        # with OPML_CLIENT_ID/SECRET set, this also checks the credentials
 opml auth sp list
 
 step "data: register the bank-marketing dataset${OPML_DATA:+ from $OPML_DATA}"
@@ -40,3 +47,11 @@ opml benchmark -n 200 -c 4
 
 step "logs: the endpoint's server log and telemetry"
 opml logs --tail 10
+
+step "pipeline: create, publish as a REST endpoint, trigger it with a bearer token, wait for Completed"
+opml pipeline create
+endpoint=$(opml pipeline publish bankmarketing-train --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["endpoint"])')
+echo "REST endpoint: $endpoint"
+python3 scripts/pipeline_rest.py --endpoint "$endpoint" --experiment pipeline-rest-endpoint \
+  --param time_budget="${OPML_PIPELINE_BUDGET:-30}" --param max_trials=4
+opml pipeline runs
