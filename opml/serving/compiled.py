@@ -1,10 +1,17 @@
-"""A fitted OpmlClassifier compiled for per-request scoring: numpy only, no pandas, no sklearn validation.
+"""A fitted OpmlClassifier compiled for per-request scoring: no pandas, no sklearn validation per request.
 
-The featurizer is re-expressed from its fitted state (medians, category tables, frequency tables,
-scaler statistics) with the same float64 operations in the same order, and gradient-boosted models
-are called through their boosters on the prepared matrix, so probabilities match the trained
-model's predict_proba (checked to 1e-6 in the tests). Pipelines this cannot express raise
-NotImplementedError with the reason, and the caller falls back to the plain model.
+Featurization is re-expressed from the Featurizer's fitted state (medians, category tables, frequency
+tables, scaler statistics) with the same float64 operations in the same order. Its unscaled part is a
+`FeatureBlock` shared by every ensemble member fitted to the same state (they differ only in scaler
+or in how unseen codes are written), so it is computed once per request: row by row in plain Python
+for small requests, column by column for larger ones. Tree models go through the C kernel of
+opml.serving.treecompile (checked against the library on split-probing rows when compiled); without
+a compiler, or for a layout the kernel does not express, the library's own predict is kept and
+`inference` says why. LogisticRegression is its predict_proba's numpy operations.
+
+Probabilities match the trained model's predict_proba within 1e-6 (tests/test_compiled.py). Pipelines
+this cannot express raise NotImplementedError with the reason, and the caller falls back to the plain
+model.
 """
 
 from __future__ import annotations
@@ -290,29 +297,53 @@ def _compile_model(model: Any, width: int, trees: bool = True) -> tuple[Callable
     """(Z -> probabilities, engine name): the C tree kernel when it applies, else the library's own predict."""
     kind = type(model).__name__
     why = "tree kernel disabled"
+    fallback = _library_predict(model, kind)
     if kind in _TREE_MODELS and trees:
         try:
-            return _tree_kernel(model, kind, width), "kernel"
+            fast, probe = _tree_kernel(model, kind, width)
+            Z = probe()
+            # deploy-time self-check against the library on rows probing every split (XGBoost's float32
+            # sigmoid may differ by an ulp, ~1.2e-7)
+            diff = float(np.abs(fast(Z) - fallback(Z)).max())
+            if not diff < SELF_CHECK_TOL:
+                raise NotImplementedError(f"tree kernel self-check differs by {diff:.3g}")
+            return fast, "kernel"
         except NotImplementedError as exc:
             why = str(exc)
+        except Exception as exc:  # an unexpected model layout: keep the library's predict, say why
+            why = f"tree kernel failed: {type(exc).__name__}: {exc}"
+    if kind == "LogisticRegression":
+        return fallback, "numpy"
+    return fallback, f"{'booster' if kind in ('LGBMClassifier', 'XGBClassifier') else 'sklearn'} ({why})"
+
+
+def _library_predict(model: Any, kind: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The model's own prediction on a prepared matrix (LogisticRegression: the same numpy operations)."""
     if kind == "LGBMClassifier":
         booster = model.booster_
-        return (lambda Z: _binary(booster.predict(Z, num_threads=1))), f"booster ({why})"
+        return lambda Z: _binary(booster.predict(Z, num_threads=1))
     if kind == "XGBClassifier":
         booster = model.get_booster()
         booster.set_param({"nthread": 1})
         best = _xgb_best(model)
         rng = (0, best + 1) if best is not None else (0, 0)
-        return (lambda Z: _binary(booster.inplace_predict(Z, validate_features=False, iteration_range=rng))), \
-            f"booster ({why})"
+        one = np.float32(1.0)
+
+        def xgb(Z: np.ndarray) -> np.ndarray:
+            p = booster.inplace_predict(Z, validate_features=False, iteration_range=rng)
+            if p.ndim == 2:
+                return np.asarray(p, dtype=np.float64)
+            return np.column_stack([one - p, p]).astype(np.float64)  # 1 - p in float32, as XGBClassifier
+        return xgb
     if kind in ("RandomForestClassifier", "ExtraTreesClassifier"):
         model.set_params(n_jobs=1)
-        return (lambda Z: np.asarray(model.predict_proba(Z), dtype=np.float64)), f"sklearn ({why})"
+        return lambda Z: np.asarray(model.predict_proba(Z), dtype=np.float64)
     if kind == "LogisticRegression":
-        return _logistic(model), "numpy"
+        return _logistic(model)
     raise NotImplementedError(f"model {kind} is not compiled")
 
 
+SELF_CHECK_TOL = 5e-7
 _TREE_MODELS = ("LGBMClassifier", "XGBClassifier", "RandomForestClassifier", "ExtraTreesClassifier")
 
 
@@ -324,7 +355,8 @@ def _xgb_best(model: Any) -> int | None:
         return None
 
 
-def _tree_kernel(model: Any, kind: str, width: int) -> Callable[[np.ndarray], np.ndarray]:
+def _tree_kernel(model: Any, kind: str, width: int) -> tuple[Callable[[np.ndarray], np.ndarray], Callable]:
+    """(Z -> probabilities through the C kernel, () -> rows probing every split)."""
     from opml.serving import treecompile as tc
 
     if kind == "LGBMClassifier":
@@ -338,7 +370,7 @@ def _tree_kernel(model: Any, kind: str, width: int) -> Callable[[np.ndarray], np
             m = m - m.max(axis=1, keepdims=True)
             e = np.exp(m)
             return e / e.sum(axis=1, keepdims=True)
-        return lgbm
+        return lgbm, forest.probe_rows
     if kind == "XGBClassifier":
         forest, objective, _ = tc.xgboost_forest(model.get_booster(), width, _xgb_best(model))
         one = np.float32(1.0)
@@ -352,7 +384,7 @@ def _tree_kernel(model: Any, kind: str, width: int) -> Callable[[np.ndarray], np
             m = m - m.max(axis=1, keepdims=True)
             e = np.exp(m)
             return (e / e.sum(axis=1, keepdims=True)).astype(np.float64)
-        return xgb
+        return xgb, forest.probe_rows
     forest = tc.sklearn_forest(model, width)
     n_trees = len(model.estimators_)
 
@@ -360,7 +392,7 @@ def _tree_kernel(model: Any, kind: str, width: int) -> Callable[[np.ndarray], np
         out = forest.margins(Z)
         out /= n_trees
         return out
-    return sk
+    return sk, forest.probe_rows
 
 
 def _logistic(model: Any) -> Callable[[np.ndarray], np.ndarray]:

@@ -1,8 +1,15 @@
-"""Tree ensembles (LightGBM, XGBoost, sklearn forests) flattened into node tables and walked by one small C kernel.
+"""Tree ensembles (LightGBM, XGBoost, sklearn forests) flattened into tables and scored by a small C kernel.
 
-The kernel (`_KERNEL` below) is generic: it knows nothing about a particular model, so it is compiled
-once per machine with gcc (cached by the hash of its source) and every model is just arrays handed to
-it. Each library's exact decision rule is reproduced per forest ("mode"):
+The C source (`_KERNEL`) knows nothing about a particular model: it is compiled once per machine with
+gcc (-O3 -march=native, cached under ~/.cache/opml/kernels by the hash of source, compiler and CPU
+flags) and every model is just arrays handed to it. Two entry points:
+
+- `opml_forest_predict`: walks each (tree, row) down the node table; best for a few rows.
+- `opml_forest_predict_qs`: boosted trees of at most 64 leaves, QuickScorer-style: every node is
+  tested for a block of rows at once (branch-free, vectorised), a failed test clears the leaves of
+  its left subtree from a 64-bit mask, the exit leaf is the lowest bit left. Best from ~8 rows on.
+
+Each library's exact decision rule is reproduced per forest ("mode"):
 
 - LightGBM: double feature vs double threshold, `x <= t` goes left; NaN goes to the default side
   (missing type NaN) or is read as 0.0 (missing type None); categorical splits send the category
@@ -10,11 +17,11 @@ it. Each library's exact decision rule is reproduced per forest ("mode"):
 - XGBoost: `(float)x < (float)t` goes left; NaN -> default side; categorical splits send a category in
   the set right, any other (or an invalid one) left; margins summed in float32 in tree order.
 - sklearn trees: `(double)(float)x <= t` goes left (sklearn predicts on float32 input); NaN follows
-  `missing_go_to_left`; each tree's leaf holds its normalised class distribution, summed in double.
+  `missing_go_to_left`; each leaf holds the tree's stored class fractions, summed in double.
 
 Anything else (dart boosters, linear trees, LightGBM zero-as-missing, unknown objectives) raises
-NotImplementedError and the caller keeps the library's own predict. No compiler: `kernel()` raises
-NotImplementedError too (with the reason).
+NotImplementedError and the caller keeps the library's own predict; so does a machine without a C
+compiler (`kernel()` raises NotImplementedError with the reason).
 """
 
 from __future__ import annotations
@@ -93,9 +100,11 @@ void opml_forest_predict(const forest_t *f, const double *X, int64_t n, int64_t 
 }
 
 /* ---- boosted trees of at most 64 leaves: QuickScorer-style leaf bitmasks, rows side by side ----
-   Every internal node is evaluated for a block of rows (no data-dependent branches, so the row loop
-   vectorises); a node whose test fails clears the bits of the leaves of its left subtree; the exit
-   leaf is the lowest bit left (leaves are numbered left to right). */
+   Every node of a tree is tested for 8 rows at a time (GCC vector extensions: branch-free, AVX-512 /
+   AVX2 / SSE as the CPU has), with the tree's leaf masks of 32 rows kept in registers; a failed test
+   clears the leaves of the node's left subtree; the exit leaf is the lowest bit left (leaves are
+   numbered left to right). node_start[4t .. 4t+4] groups tree t's nodes by kind: numeric with NaN
+   going right, numeric with NaN going left, categorical (codes < 64), categorical (wide). */
 typedef struct {
     const int32_t *feat, *kind, *cat_off, *cat_len, *node_start, *leaf_start, *group;
     const double *thr, *leaves;
@@ -104,85 +113,118 @@ typedef struct {
     int32_t n_trees, width, n_out, mode;
 } qs_t;
 
-#define QB 128
-/* kind bits: 1 NaN goes left, 2 categorical, 4 categories in the set go right (XGBoost), 8 wide set */
+typedef double v8d __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8s __attribute__((vector_size(32)));
+typedef int64_t v8i __attribute__((vector_size(64)));
 
-#define QS_BLOCK(NAME, MODE)                                                                        \
-static void NAME(const qs_t *f, const double *XT, int64_t n, int64_t r0, int nb, double *out) {     \
-    uint64_t m[QB];                                                                                 \
-    for (int32_t t = 0; t < f->n_trees; ++t) {                                                      \
-        for (int r = 0; r < nb; ++r) m[r] = ~0ull;                                                  \
-        for (int32_t j = f->node_start[t]; j < f->node_start[t + 1]; ++j) {                         \
-            const double *col = XT + (int64_t)f->feat[j] * n + r0;                                  \
-            const uint64_t mk = f->mask[j];                                                         \
-            const int k = f->kind[j];                                                               \
-            const uint64_t nan_keep = (k & 1) ? ~0ull : mk;                                         \
-            if (!(k & 2)) {                                                                         \
-                const double th = f->thr[j];                                                        \
-                const float thf = (float)th;                                                        \
-                if (k & 1) {                                                                        \
-                    for (int r = 0; r < nb; ++r) {                                                  \
-                        const double v = col[r];                                                    \
-                        int right = (MODE == 2) ? ((float)v >= thf) : (v > th);                     \
-                        m[r] &= right ? mk : ~0ull;                                                 \
-                    }                                                                               \
-                } else {                                                                            \
-                    for (int r = 0; r < nb; ++r) {                                                  \
-                        const double v = col[r];                                                    \
-                        int left = (MODE == 2) ? ((float)v < thf) : (v <= th);                      \
-                        m[r] &= left ? ~0ull : mk;                                                  \
-                    }                                                                               \
-                }                                                                                   \
-            } else if (!(k & 8)) {                                                                  \
-                const uint64_t bits = f->bits[j];                                                   \
-                const int inv = (k >> 2) & 1;                                                       \
-                for (int r = 0; r < nb; ++r) {                                                      \
-                    const double v = col[r];                                                        \
-                    double w;                                                                       \
-                    if (MODE == 2) { float fv = (float)v; w = (v != v || fv < 0.0f) ? -1.0 : (double)fv; } \
-                    else w = (v != v) ? -1.0 : v;                                                   \
-                    w = w < -1.0 ? -1.0 : (w > 64.0 ? 64.0 : w);                                    \
-                    const int32_t c = (int32_t)w;                                                   \
-                    const uint64_t ins = (c >= 0 && c < 64) ? ((bits >> (c & 63)) & 1ull) : 0ull;   \
-                    uint64_t keep = ((int)ins ^ inv) ? ~0ull : mk;                                  \
-                    m[r] &= (v != v) ? nan_keep : keep;                                             \
-                }                                                                                   \
-            } else {                                                                                \
-                node_t nd = {0.0, 0, 0, 0, k & 7, f->cat_off[j], f->cat_len[j]};                    \
-                forest_t shim = {0, 0, 0, f->cats, 0, 0, 0, 0, MODE};                               \
-                for (int r = 0; r < nb; ++r) {                                                      \
-                    const double v = col[r];                                                        \
-                    int left;                                                                       \
-                    if (v != v) left = k & 1;                                                       \
-                    else {                                                                          \
-                        int32_t c;                                                                  \
-                        const float fv = (float)v;                                                  \
-                        if (MODE == 2) c = (fv < 0.0f || fv >= 2147483520.0f) ? -1 : (int32_t)fv;   \
-                        else c = (v <= -2147483648.0 || v >= 2147483648.0) ? -1 : (int32_t)v;     \
-                        left = in_set(&shim, &nd, c) ^ ((k >> 2) & 1);                              \
-                    }                                                                               \
-                    m[r] &= left ? ~0ull : mk;                                                      \
-                }                                                                                   \
-            }                                                                                       \
-        }                                                                                           \
-        const int32_t g = f->group[t], l0 = f->leaf_start[t], w = f->width, n_out = f->n_out;      \
-        for (int r = 0; r < nb; ++r) {                                                              \
-            const double *lv = f->leaves + (int64_t)(l0 + __builtin_ctzll(m[r])) * w;              \
-            double *o = out + (r0 + r) * n_out + g;                                                 \
-            if (MODE == 2) { for (int32_t q = 0; q < w; ++q) o[q] = (double)((float)o[q] + (float)lv[q]); } \
-            else { for (int32_t q = 0; q < w; ++q) o[q] += lv[q]; }                                 \
-        }                                                                                           \
-    }                                                                                               \
+static inline v8d load8(const double *p) { v8d x; __builtin_memcpy(&x, p, sizeof x); return x; }
+
+/* 0 / -1 per lane: does the row go left at a numeric node? (NaN: "x <= t" false, "!(x > t)" true) */
+static inline v8i num_left(v8d x, double th, int nan_left, const int mode) {
+    if (mode == 2) {
+        v8f xf = __builtin_convertvector(x, v8f);
+        const float tf = (float)th;
+        v8s r = nan_left ? ~(xf >= tf) : (xf < tf);
+        return __builtin_convertvector(r, v8i);
+    }
+    return nan_left ? ~(x > th) : (x <= th);
 }
-QS_BLOCK(qs_lgbm, 0)
-QS_BLOCK(qs_xgb, 2)
 
-/* XT: the feature matrix transposed (n_features x n, C order). */
-void opml_forest_predict_qs(const qs_t *f, const double *XT, int64_t n, double *out) {
-    for (int64_t r0 = 0; r0 < n; r0 += QB) {
-        int nb = (int)(n - r0 < QB ? n - r0 : QB);
-        if (f->mode == 2) qs_xgb(f, XT, n, r0, nb, out);
-        else qs_lgbm(f, XT, n, r0, nb, out);
+static inline v8i sel(v8i mask, v8i a, v8i b) { return (a & mask) | (b & ~mask); }
+
+typedef uint64_t v8u __attribute__((vector_size(64)));
+
+/* 0 / -1 per lane: does the row go left at a categorical node (codes < 64)? */
+static inline v8i cat_left(v8d x, uint64_t bits, int k, const int mode) {
+    const v8i nan = x != x;
+    const v8d m1 = (v8d){0} - 1.0, c64 = (v8d){0} + 64.0;
+    v8d w = (v8d)sel(nan, (v8i)m1, (v8i)x);                          /* NaN -> -1 (decided below) */
+    if (mode == 2) {                                                   /* XGBoost: float code, < 0 invalid */
+        v8f wf = __builtin_convertvector(w, v8f);
+        v8i neg = __builtin_convertvector(wf < 0.0f, v8i);
+        w = (v8d)sel(neg, (v8i)m1, (v8i)__builtin_convertvector(wf, v8d));
+    }
+    w = (v8d)sel(w < -1.0, (v8i)m1, (v8i)w);
+    w = (v8d)sel(w > 64.0, (v8i)c64, (v8i)w);
+    const v8i c = __builtin_convertvector(w, v8i);                   /* truncates like (int)x */
+    const v8i valid = (c >= 0) & (c < 64);
+    const v8u bitsv = (v8u){0} + bits;
+    const v8i inset = (v8i)((bitsv >> (v8u)(c & 63)) & 1) & valid;
+    const v8i left = -(inset ^ ((k >> 2) & 1));
+    const v8i nan_left = (v8i){0} - (k & 1);
+    return sel(nan, nan_left, left);
+}
+
+#define QSV(NAME, MODE, VR)                                                                              \
+static void NAME(const qs_t *f, const double *XT, int64_t n, int64_t from, int64_t to, double *out) { \
+    for (int64_t r0 = from; r0 < to; r0 += 8 * VR) {                                                 \
+        for (int32_t t = 0; t < f->n_trees; ++t) {                                                   \
+            const int32_t *seg = f->node_start + 4 * t;                                              \
+            v8i m[VR];                                                                               \
+            for (int q = 0; q < VR; ++q) m[q] = (v8i){0} - 1;                                        \
+            for (int32_t j = seg[0]; j < seg[2]; ++j) {                                              \
+                const double *col = XT + (int64_t)f->feat[j] * n + r0;                               \
+                const double th = f->thr[j];                                                         \
+                const int nl = j >= seg[1];                                                          \
+                const int64_t mk = (int64_t)f->mask[j];                                              \
+                for (int q = 0; q < VR; ++q) m[q] &= num_left(load8(col + 8 * q), th, nl, MODE) | mk; \
+            }                                                                                        \
+            for (int32_t j = seg[2]; j < seg[3]; ++j) {                                              \
+                const double *col = XT + (int64_t)f->feat[j] * n + r0;                               \
+                const int64_t mk = (int64_t)f->mask[j];                                              \
+                const uint64_t bits = f->bits[j];                                                    \
+                const int k = f->kind[j];                                                            \
+                for (int q = 0; q < VR; ++q) m[q] &= cat_left(load8(col + 8 * q), bits, k, MODE) | mk; \
+            }                                                                                        \
+            for (int32_t j = seg[3]; j < seg[4]; ++j) {                                              \
+                const double *col = XT + (int64_t)f->feat[j] * n + r0;                               \
+                const int64_t mk = (int64_t)f->mask[j];                                              \
+                const int k = f->kind[j];                                                            \
+                node_t nd = {0.0, 0, 0, 0, k & 7, f->cat_off[j], f->cat_len[j]};                     \
+                forest_t shim = {0, 0, 0, f->cats, 0, 0, 0, 0, MODE};                                \
+                for (int q = 0; q < VR; ++q) {                                                       \
+                    for (int i = 0; i < 8; ++i) {                                                    \
+                        const double v = col[8 * q + i];                                             \
+                        int left;                                                                    \
+                        if (v != v) left = k & 1;                                                    \
+                        else {                                                                       \
+                            int32_t c;                                                               \
+                            const float fv = (float)v;                                               \
+                            if (MODE == 2) c = (fv < 0.0f || fv >= 2147483520.0f) ? -1 : (int32_t)fv; \
+                            else c = (v <= -2147483648.0 || v >= 2147483648.0) ? -1 : (int32_t)v;  \
+                            left = in_set(&shim, &nd, c) ^ ((k >> 2) & 1);                           \
+                        }                                                                            \
+                        if (!left) m[q][i] &= mk;                                                    \
+                    }                                                                                \
+                }                                                                                    \
+            }                                                                                        \
+            const int32_t g = f->group[t], l0 = f->leaf_start[t], w = f->width, n_out = f->n_out;   \
+            for (int q = 0; q < VR; ++q) {                                                           \
+                for (int i = 0; i < 8; ++i) {                                                        \
+                    const double *lv = f->leaves + (int64_t)(l0 + __builtin_ctzll((uint64_t)m[q][i])) * w; \
+                    double *o = out + (r0 + 8 * q + i) * n_out + g;                                  \
+                    if (MODE == 2) { for (int32_t p = 0; p < w; ++p) o[p] = (double)((float)o[p] + (float)lv[p]); } \
+                    else { for (int32_t p = 0; p < w; ++p) o[p] += lv[p]; }                          \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+}
+QSV(qsv_lgbm4, 0, 4)
+QSV(qsv_lgbm1, 0, 1)
+QSV(qsv_xgb4, 2, 4)
+QSV(qsv_xgb1, 2, 1)
+
+/* XT: (n_features x stride) with stride >= n rounded up to a multiple of 8; 32 rows per pass, then 8. */
+void opml_forest_predict_qsv(const qs_t *f, const double *XT, int64_t n, int64_t stride, double *out) {
+    const int64_t n32 = n / 32 * 32;
+    if (f->mode == 2) {
+        if (n32) qsv_xgb4(f, XT, stride, 0, n32, out);
+        if (n > n32) qsv_xgb1(f, XT, stride, n32, n, out);
+    } else {
+        if (n32) qsv_lgbm4(f, XT, stride, 0, n32, out);
+        if (n > n32) qsv_lgbm1(f, XT, stride, n32, n, out);
     }
 }
 """
@@ -214,8 +256,17 @@ _lib_error: str | None = None
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("OPML_KERNEL_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "opml" / "kernels"
+    """Where the built kernel is kept: $OPML_KERNEL_CACHE, else the user's cache, else the temp folder."""
+    if os.environ.get("OPML_KERNEL_CACHE"):
+        return Path(os.environ["OPML_KERNEL_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "opml" / "kernels"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        if os.access(base, os.W_OK):
+            return base
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"opml-kernels-{os.getuid()}"
 
 
 def kernel() -> Any:
@@ -282,8 +333,8 @@ def _load() -> Any:
     walk = lib.opml_forest_predict
     walk.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
     walk.restype = None
-    qs = lib.opml_forest_predict_qs
-    qs.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+    qs = lib.opml_forest_predict_qsv
+    qs.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
     qs.restype = None
     return walk, qs
 
@@ -348,17 +399,46 @@ class CompiledForest:
         out = np.empty((n, len(self.init)))
         out[:] = self.init
         if self._qs_ptr is not None and n >= QS_MIN_ROWS:
-            XT = np.ascontiguousarray(Z.T)
-            self._qs_fn(self._qs_ptr, XT.ctypes.data, n, out.ctypes.data)
+            n8 = -(-n // 8) * 8  # the bitmask kernel takes rows 8 at a time: pad with zero rows
+            XT = np.zeros((Z.shape[1], n8))
+            XT[:, :n] = Z.T
+            out8 = np.empty((n8, len(self.init)))
+            out8[:] = self.init
+            self._qs_fn(self._qs_ptr, XT.ctypes.data, n8, n8, out8.ctypes.data)
+            return out8[:n]
         else:
             self._fn(self._ptr, Z.ctypes.data, n, Z.shape[1], out.ctypes.data)
         return out
 
 
+    def probe_rows(self, n: int = 256, seed: int = 0) -> np.ndarray:
+        """Rows that exercise the splits: values at, just around and between the thresholds, NaN,
+        category codes in and out of every set (for checking the kernel against the library)."""
+        rng = np.random.default_rng(seed)
+        nodes = self.nodes[:-1]
+        Z = rng.normal(size=(n, self.n_features))
+        for j in range(self.n_features):
+            mine = nodes[nodes["feat"] == j]
+            numeric = mine["thr"][(mine["flags"] & F_CAT) == 0]
+            if len(numeric):
+                pick = numeric[rng.integers(0, len(numeric), n)]
+                nudge = rng.choice([0.0, 1.0, -1.0, 1e-9, -1e-9, 1e-3], size=n)
+                near = np.nextafter(pick, pick + nudge)  # the float just above / below the threshold
+                Z[:, j] = np.where(np.abs(nudge) == 1.0, near, pick + nudge * (1 + np.abs(pick)))
+            if ((mine["flags"] & F_CAT) != 0).any():
+                Z[:, j] = rng.integers(-2, 70, n).astype(np.float64)
+            tiny = rng.random(n) < 0.05  # values LightGBM reads as 0.0 (|x| <= 1e-35f) and their neighbours
+            edge = np.array([0.0, -0.0, 1e-36, -1e-36, _LGB_ZERO, -_LGB_ZERO, np.nextafter(_LGB_ZERO, 1.0),
+                             np.nextafter(-_LGB_ZERO, -1.0)])
+            Z[tiny, j] = edge[rng.integers(0, len(edge), int(tiny.sum()))]
+            Z[rng.random(n) < 0.1, j] = np.nan
+        return Z
+
+
 def _bitmask_tables(b: _Builder, n_out: int, mode: int) -> tuple[_QS, dict[str, np.ndarray]] | None:
     """Tables of the bitmask kernel, or None when a tree has more than 64 leaves."""
     feat, kind, cat_off, cat_len, thr, mask, bits = [], [], [], [], [], [], []
-    node_start, leaf_start = [0], []
+    node_start, leaf_start = [0], []  # node_start: 4 group boundaries per tree
 
     def span(ref: int) -> tuple[int, int]:  # [first, last] leaf ids under ref
         if ref < 0:
@@ -371,29 +451,39 @@ def _bitmask_tables(b: _Builder, n_out: int, mode: int) -> tuple[_QS, dict[str, 
             return None
         leaf_start.append(first)
         stack = [root] if root >= 0 else []
+        tree: list[tuple] = []
         while stack:
             ref = stack.pop()
             t, f, lo, hi, flags, off, n = b.nodes[ref]
             a, z = span(lo)
             width = z - a + 1
             left_bits = ((1 << width) - 1) << (a - first)
-            mask.append(~left_bits & 0xFFFFFFFFFFFFFFFF)
-            feat.append(f)
-            thr.append(t)
             k = flags & (F_NAN_LEFT | F_CAT | F_CAT_INVERT)
             word = 0
             if flags & F_CAT:
                 if n <= 2:
                     for i in range(n):
                         word |= b.cats[off + i] << (32 * i)
+                    group = 2
                 else:
                     k |= 8
+                    group = 3
+            else:
+                group = k & F_NAN_LEFT
+            tree.append((group, f, t, ~left_bits & 0xFFFFFFFFFFFFFFFF, word, k, off, n))
+            stack.extend(c for c in (lo, hi) if c >= 0)
+        tree.sort(key=lambda node: node[0])  # AND-ing masks commutes: any order within a tree
+        for _, f, t, mk, word, k, off, n in tree:
+            feat.append(f)
+            thr.append(t)
+            mask.append(mk)
             bits.append(word)
             kind.append(k)
             cat_off.append(off)
             cat_len.append(n)
-            stack.extend(c for c in (lo, hi) if c >= 0)
-        node_start.append(len(feat))
+        counts = [sum(1 for node in tree if node[0] == g) for g in range(4)]
+        for c in counts:
+            node_start.append(node_start[-1] + c)
     i32 = {"feat": feat, "kind": kind, "cat_off": cat_off, "cat_len": cat_len, "leaf_start": leaf_start,
            "group": b.group}
     arrays = {name: np.asarray([*v, 0], dtype=np.int32) for name, v in i32.items()}  # + padding: never empty
@@ -455,6 +545,7 @@ def _lgb_node(b: _Builder, t: dict[str, Any]) -> int:
             nan_left = thr >= 0.0  # LightGBM reads NaN as 0.0 here
         else:
             raise NotImplementedError(f"LightGBM missing type {missing} is not compiled")
+        thr = _lgb_zero_threshold(thr)
         flags, off, n = (F_NAN_LEFT if nan_left else 0), 0, 0
     else:
         raise NotImplementedError(f"LightGBM decision type {t['decision_type']} is not compiled")
@@ -462,6 +553,22 @@ def _lgb_node(b: _Builder, t: dict[str, Any]) -> int:
     right = _lgb_node(b, t["right_child"])
     b.nodes[idx] = (thr, feat, left, right, flags, off, n)
     return idx
+
+
+_LGB_ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold: |x| <= it is read as 0.0 when predicting
+
+
+def _lgb_zero_threshold(thr: float) -> float:
+    """The threshold t' with `x <= t'` == `z(x) <= thr`, z(x) = 0.0 when |x| <= kZeroThreshold else x.
+
+    LightGBM drops such tiny values from the row it predicts on (they become 0.0); folding that
+    into the threshold keeps the kernel's comparison a plain `x <= t`.
+    """
+    if 0.0 <= thr < _LGB_ZERO:
+        return _LGB_ZERO
+    if -_LGB_ZERO <= thr < 0.0:
+        return float(np.nextafter(-_LGB_ZERO, -np.inf))
+    return thr
 
 
 # ---- XGBoost ---------------------------------------------------------------------------------------------

@@ -1,0 +1,223 @@
+"""The compiled scorer (opml/serving/compiled.py + treecompile.py) against the trained model's predict_proba.
+
+Small pipelines of every algorithm kind are trained on 5,000 rows of the real dataset, then the whole
+dataset (32,950 rows) plus rows with missing values and unseen categories is scored both ways: the
+probabilities must agree within 1e-6 and the labels exactly, for large batches (vectorised featurizer,
+bitmask tree kernel), small ones (row-by-row featurizer, tree walker) and single rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from opml.automl.ensemble import StackModel, VotingModel
+from opml.automl.model import OpmlClassifier
+from opml.automl.pipeline import CandidatePipeline
+from opml.serving import treecompile
+from opml.serving.compiled import compile_model
+from opml.serving.scorer import schema_columns
+
+pytestmark = pytest.mark.timeout(300)
+
+TOL = 1e-6
+LGBM = {"n_estimators": 60, "learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 10, "subsample": 0.9,
+        "colsample_bytree": 0.8, "reg_lambda": 0.1, "reg_alpha": 1e-3}
+LGBM_WIDE = {**LGBM, "n_estimators": 30, "num_leaves": 100, "min_child_samples": 3}  # > 64 leaves: tree walker
+XGB = {"n_estimators": 60, "learning_rate": 0.1, "max_depth": 6, "min_child_weight": 1.0, "subsample": 0.9,
+       "colsample_bytree": 0.8, "reg_lambda": 1.0, "reg_alpha": 1e-3}
+FOREST = {"n_estimators": 30, "max_features": 0.5, "min_samples_leaf": 3, "criterion": "gini", "max_samples": 0.5}
+LR = {"C": 1.0, "class_weight": "none"}
+
+
+@pytest.fixture(scope="module")
+def data(bank_csv):
+    df = pd.read_csv(bank_csv)
+    y = df.pop("response").astype(str).to_numpy()
+    extra = _odd_rows(df)
+    full = pd.concat([df, extra], ignore_index=True)
+    train = df.sample(5000, random_state=0).index
+    return df.loc[train].reset_index(drop=True), y[train], full
+
+
+def _odd_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with missing values, unseen categories and unseen numeric levels."""
+    rng = np.random.default_rng(0)
+    base = df.sample(60, random_state=1).reset_index(drop=True).astype(object)
+    numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
+    categorical = [c for c in df.columns if c not in numeric]
+    for i in range(len(base)):
+        for c in df.columns:
+            r = rng.random()
+            if r < 0.25:
+                base.at[i, c] = None
+            elif r < 0.4 and c in categorical:
+                base.at[i, c] = f"never-seen-{i}"
+            elif r < 0.5 and c in numeric:
+                base.at[i, c] = float(df[c].iloc[0]) + 0.123456789 * (i + 1)
+    base.loc[0, :] = None  # one all-missing row
+    for c in numeric:
+        base[c] = pd.to_numeric(base[c])
+    return base
+
+
+def _cols(frame: pd.DataFrame, columns) -> dict[str, list]:
+    out = {}
+    for c in columns:
+        values = frame[c.name].tolist()
+        if c.kind == "numeric":
+            out[c.name] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values]
+        else:
+            out[c.name] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in values]
+    return out
+
+
+def _fit(estimator, data) -> OpmlClassifier:
+    X, y, _ = data
+    return OpmlClassifier(estimator, threshold=0.3).fit(X, y)
+
+
+def _check(model: OpmlClassifier, data, *, trees: bool = True, singles: int = 150):
+    _, _, full = data
+    columns, example = schema_columns(model)
+    scorer = compile_model(model, "test:1", columns, example, trees=trees)
+    cols = _cols(full, columns)
+    ref = model.predict_proba(full)
+    ref_labels = [str(v) for v in model.predict(full)]
+    got = scorer.predict_proba(cols)
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() < TOL, (scorer.inference, np.abs(got - ref).max())
+    assert scorer.labels(got) == ref_labels
+    # small batches and single rows take the row-by-row featurizer and the tree walker
+    odd = list(range(len(full) - 60, len(full)))
+    for rows in (odd[:7], odd[7:19], list(range(0, 40))):
+        sub = {k: [v[i] for i in rows] for k, v in cols.items()}
+        assert np.abs(scorer.predict_proba(sub) - ref[rows]).max() < TOL
+    for i in [*odd, *range(0, len(full) - 60, (len(full) - 60) // singles)]:
+        one = {k: [v[i]] for k, v in cols.items()}
+        p = scorer.predict_proba(one)
+        assert np.abs(p - ref[i]).max() < TOL, (i, p, ref[i])
+        assert scorer.labels(p) == [ref_labels[i]]
+    return scorer
+
+
+@pytest.mark.parametrize(("algorithm", "params", "scaler"), [
+    ("LightGBM", LGBM, "MaxAbsScaler"),
+    ("LightGBM", LGBM_WIDE, "StandardScalerWrapper"),
+    ("XGBoostClassifier", XGB, "StandardScalerWrapper"),
+    ("RandomForest", FOREST, "SparseNormalizer"),
+    ("ExtremeRandomTrees", {**FOREST, "criterion": "entropy"}, "MaxAbsScaler"),
+    ("LogisticRegression", LR, "StandardScalerWrapper"),
+    ("LogisticRegression", LR, "MinMaxScaler"),
+    ("LogisticRegression", {"C": 0.1, "class_weight": "balanced"}, "RobustScaler"),
+    ("LogisticRegression", LR, "SparseNormalizer"),
+])
+def test_single_pipeline_parity(data, algorithm, params, scaler):
+    model = _fit(CandidatePipeline(algorithm, params, scaler=scaler, n_jobs=1), data)
+    scorer = _check(model, data)
+    if algorithm != "LogisticRegression":
+        assert scorer.engines == ["kernel"], scorer.inference
+
+
+def test_voting_and_stack_parity(data):
+    members = [CandidatePipeline("LightGBM", LGBM, scaler="MaxAbsScaler", n_jobs=1),
+               CandidatePipeline("LightGBM", LGBM, scaler="StandardScalerWrapper", n_jobs=1),
+               CandidatePipeline("XGBoostClassifier", XGB, scaler="MaxAbsScaler", n_jobs=1),
+               CandidatePipeline("ExtremeRandomTrees", FOREST, scaler="MaxAbsScaler", n_jobs=1)]
+    voting = _fit(VotingModel(members, [0.4, 0.2, 0.3, 0.1]), data)
+    scorer = _check(voting, data, singles=60)
+    assert "VotingEnsemble of 4" in scorer.inference
+    assert "1 shared feature block" in scorer.inference  # one featurization per request for all members
+    stack_members = [CandidatePipeline("LightGBM", LGBM, scaler="MaxAbsScaler", n_jobs=1),
+                     CandidatePipeline("LogisticRegression", LR, scaler="StandardScalerWrapper", n_jobs=1),
+                     CandidatePipeline("RandomForest", FOREST, scaler="MaxAbsScaler", n_jobs=1)]
+    stack = _fit(StackModel(stack_members, coef=[[1.1, 0.6, 0.4]], intercept=[-0.2]), data)
+    scorer = _check(stack, data, singles=60)
+    assert "StackEnsemble of 3" in scorer.inference
+
+
+def test_booster_path_parity(data):
+    """trees=False (and a machine without a compiler) keeps the libraries' own predict, still exact."""
+    members = [CandidatePipeline("LightGBM", LGBM, scaler="MaxAbsScaler", n_jobs=1),
+               CandidatePipeline("XGBoostClassifier", XGB, scaler="StandardScalerWrapper", n_jobs=1)]
+    model = _fit(VotingModel(members, [0.5, 0.5]), data)
+    scorer = _check(model, data, trees=False, singles=20)
+    assert all(e.startswith("booster") for e in scorer.engines), scorer.inference
+
+
+def test_multiclass_parity(bank_csv):
+    df = pd.read_csv(bank_csv).sample(4000, random_state=2).reset_index(drop=True)
+    y = df.pop("marital").astype(str).to_numpy()
+    df = df.drop(columns=["response"])
+    for algorithm, params in (("LightGBM", LGBM), ("XGBoostClassifier", XGB), ("RandomForest", FOREST),
+                              ("LogisticRegression", LR)):
+        model = OpmlClassifier(CandidatePipeline(algorithm, params, scaler="MaxAbsScaler", n_jobs=1)).fit(df, y)
+        columns, example = schema_columns(model)
+        scorer = compile_model(model, "test:1", columns, example)
+        cols = _cols(df, columns)
+        ref = model.predict_proba(df)
+        got = scorer.predict_proba(cols)
+        assert np.abs(got - ref).max() < TOL, (algorithm, np.abs(got - ref).max())
+        assert scorer.labels(got) == [str(v) for v in model.predict(df)]
+        one = {k: v[:1] for k, v in cols.items()}
+        assert np.abs(scorer.predict_proba(one) - ref[:1]).max() < TOL
+
+
+def test_no_compiler_degrades_to_booster(data, monkeypatch, tmp_path):
+    model = _fit(CandidatePipeline("LightGBM", LGBM, scaler="MaxAbsScaler", n_jobs=1), data)
+    monkeypatch.setenv("OPML_NO_CC", "1")
+    monkeypatch.setenv("OPML_KERNEL_CACHE", str(tmp_path))  # nothing cached there
+    monkeypatch.setattr(treecompile, "_lib", None)
+    monkeypatch.setattr(treecompile, "_lib_error", None)
+    columns, example = schema_columns(model)
+    scorer = compile_model(model, "test:1", columns, example)
+    assert scorer.engines[0].startswith("booster (no C compiler"), scorer.inference
+    assert "no C compiler" in scorer.inference
+    _, _, full = data
+    got = scorer.predict_proba(_cols(full, columns))
+    assert np.abs(got - model.predict_proba(full)).max() < TOL
+
+
+def test_unsupported_raises_not_implemented(data):
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.preprocessing import QuantileTransformer
+
+    columns, example = schema_columns(_fit(CandidatePipeline("LogisticRegression", LR, n_jobs=1), data))
+    with pytest.raises(NotImplementedError):
+        compile_model(object(), "test:1", columns, example)
+    model = _fit(CandidatePipeline("LogisticRegression", LR, scaler="MaxAbsScaler", n_jobs=1), data)
+    model.estimator_.model_ = GaussianNB().fit(np.zeros((4, 2)), [0, 1, 0, 1])
+    with pytest.raises(NotImplementedError, match="GaussianNB"):
+        compile_model(model, "test:1", columns, example)
+    model = _fit(CandidatePipeline("LogisticRegression", LR, scaler="MaxAbsScaler", n_jobs=1), data)
+    model.estimator_.featurizer_.scaler_ = QuantileTransformer()
+    with pytest.raises(NotImplementedError, match="QuantileTransformer"):
+        compile_model(model, "test:1", columns, example)
+    model.estimator_ = GaussianNB()
+    with pytest.raises(NotImplementedError, match="GaussianNB"):
+        compile_model(model, "test:1", columns, example)
+
+
+def test_high_cardinality_categorical_parity(bank_csv):
+    """Category codes >= 64 (wide bitsets in LightGBM / XGBoost categorical splits)."""
+    df = pd.read_csv(bank_csv).sample(6000, random_state=3).reset_index(drop=True)
+    y = df.pop("response").astype(str).to_numpy()
+    rng = np.random.default_rng(3)
+    level = (rng.integers(0, 150, len(df)) + np.where(y == "yes", 7, 0)) % 150
+    df["area"] = [f"a{v}" for v in level]
+    df.loc[rng.random(len(df)) < 0.05, "area"] = None
+    for algorithm, params in (("LightGBM", {**LGBM, "min_child_samples": 5}), ("XGBoostClassifier", XGB)):
+        model = OpmlClassifier(CandidatePipeline(algorithm, params, scaler="MaxAbsScaler", n_jobs=1)).fit(df, y)
+        columns, example = schema_columns(model)
+        scorer = compile_model(model, "test:1", columns, example)
+        assert scorer.engines == ["kernel"], scorer.inference
+        probe = df.copy()
+        probe.loc[::7, "area"] = "never-seen"
+        cols = _cols(probe, columns)
+        ref = model.predict_proba(probe)
+        assert np.abs(scorer.predict_proba(cols) - ref).max() < TOL, algorithm
+        for i in range(0, len(probe), 300):
+            assert np.abs(scorer.predict_proba({k: [v[i]] for k, v in cols.items()}) - ref[i]).max() < TOL
