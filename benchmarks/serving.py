@@ -60,8 +60,10 @@ def wait_http(url: str, body: bytes, headers: dict[str, str], timeout: float = 1
 
 
 def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    # `mlflow models serve` execs `uvicorn` through bash: the venv's bin folder must be on PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=(os.environ | (env or {})))
+                            env=os.environ | {"PATH": path} | (env or {}))
 
 
 def stop(proc: subprocess.Popen) -> None:

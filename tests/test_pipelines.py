@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import requests
 import yaml
@@ -32,7 +31,7 @@ SCRIPTS = {
 
 
 class PipeProject(Project):
-    """A project whose OPML_DATA is a sample of the real dataset (the runs and control plane inherit it)."""
+    """A project whose OPML_DATA is the real dataset (the runs and control plane inherit it)."""
 
     def __init__(self, root: Path, data: Path) -> None:
         super().__init__(root)
@@ -62,9 +61,7 @@ class PipeProject(Project):
 @pytest.fixture(scope="module")
 def proj(tmp_path_factory, bank_csv):
     root = tmp_path_factory.mktemp("pipelines")
-    data = root / "bank_sample.csv"
-    pd.read_csv(bank_csv).sample(3000, random_state=0).to_csv(data, index=False)
-    p = PipeProject(root, data)
+    p = PipeProject(root, bank_csv)
     for name, text in SCRIPTS.items():
         (root / name).write_text(text)
     p.ok("auth")

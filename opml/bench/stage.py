@@ -11,6 +11,7 @@ from typing import Any
 
 from opml.bench import ab
 from opml.errors import OpmlError
+from opml.files import atomic_write
 from opml.serving.endpoints import Endpoint, endpoint_keys
 from opml.workspace.workspace import Workspace
 
@@ -58,11 +59,7 @@ def run_benchmark(ws: Workspace, ep: Endpoint, *, requests: int = 1000, concurre
         "concurrency": concurrency, "keepalive": keepalive, "payload_bytes": len(body),
         "payload_rows": _rows(body), "started_at": stamp, **result,
     }
-    out = ws.root / "benchmarks" / f"{ep.name}-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out)
+    out = atomic_write(ws.root / "benchmarks" / f"{ep.name}-{stamp}.json", json.dumps(report, indent=2))
     report["report"] = str(out)
     if plot:
         report["plot"] = str(latency_chart(report, Path(plot)))

@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from opml.files import atomic_write
+
 TICK_S = 0.5
 
 
@@ -95,11 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     app = ControlPlane(ws, url, on_run)
     sock = bind(args.host, args.port)
     state = state_file(args.workspace)
-    state.parent.mkdir(parents=True, exist_ok=True)
-    tmp = state.with_name(f".{state.name}.{os.getpid()}")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "host": args.host, "port": args.port, "url": url,
-                               "started_at": now_iso()}))
-    os.replace(tmp, state)
+    atomic_write(state, json.dumps({"pid": os.getpid(), "host": args.host, "port": args.port, "url": url,
+                                    "started_at": now_iso()}))
     scheduler.start()
     config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="off", access_log=False,
                             log_level="info", timeout_keep_alive=5, log_config=LOG_CONFIG)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import time
 import traceback
 from pathlib import Path
+
+from opml.files import atomic_write
 
 
 def run_dir(root: Path, run_id: str) -> Path:
@@ -53,9 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             message = f"{type(exc).__name__}: {exc}"
         print(f"step failed: {message}", file=sys.stderr, flush=True)
         result, code = {"error": message}, 1
-    tmp = out.with_name(f".{out.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(result, default=str))
-    os.replace(tmp, out)
+    atomic_write(out, json.dumps(result, default=str))
     print(f"step {args.step} finished in {time.monotonic() - t0:.1f} s ({'ok' if code == 0 else 'failed'})",
           flush=True)
     return code

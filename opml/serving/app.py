@@ -95,7 +95,7 @@ class ScoringApp:
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return 413, _error(f"request body over {self.max_bytes} bytes; send fewer rows per request"), 0, None
-        raw = await _read_body(receive, self.max_bytes)
+        raw = await read_body(receive, self.max_bytes)
         if raw is None:
             return 413, _error(f"request body over {self.max_bytes} bytes; send fewer rows per request"), 0, None
         try:
@@ -129,11 +129,14 @@ async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[byt
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None once it exceeds `limit` bytes (a client that disconnects ends it early)."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

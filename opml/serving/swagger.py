@@ -17,14 +17,11 @@ Routes of the UI server:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import json
-import os
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from opml.errors import OpmlError
+from opml.files import atomic_write
+from opml.serving.app import read_body
 from opml.serving.endpoints import Endpoint, endpoint_keys
 from opml.workspace.workspace import Workspace
 
@@ -113,22 +112,9 @@ def _parse_spec(raw: bytes, source: str) -> dict[str, Any]:
 def _write_atomically(out: Path, data: bytes) -> Path:
     out = out.expanduser()
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, out)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        return atomic_write(out, data)
     except OSError as exc:
         raise OpmlError(f"cannot write {out}: {exc.strerror or exc}", "pass a writable path with --out") from None
-    return out.absolute()
 
 
 # --------------------------------------------------------------------------------------------- Swagger UI
@@ -259,7 +245,7 @@ class SwaggerUIApp:
     async def _proxy(self, scope: dict[str, Any], receive: Receive, send: Send, headers: dict[str, str]) -> int:
         import requests
 
-        body = await _read_body(receive, self.max_body)
+        body = await read_body(receive, self.max_body)
         if body is None:
             return await _send(send, 413, _error(f"request body over {self.max_body} bytes"))
         forward = {k: headers[k] for k in ("authorization", "content-type", "accept") if k in headers}
@@ -297,21 +283,6 @@ async def _send(send: Send, status: int, body: bytes, *, ctype: bytes = b"applic
     await send({"type": "http.response.body", "body": b"" if head else body})
     return status
 
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
 
 
 def load_spec(path: Path) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from opml.files import atomic_write
+
 MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 5
 MAX_SAMPLED_ROWS = 20
@@ -30,11 +32,7 @@ def telemetry_log(root: Path, name: str) -> Path:
 
 
 def write_control(root: Path, name: str, enabled: bool, sample_payloads: float) -> None:
-    path = control_file(root, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"enabled": enabled, "sample_payloads": sample_payloads}))
-    os.replace(tmp, path)
+    atomic_write(control_file(root, name), json.dumps({"enabled": enabled, "sample_payloads": sample_payloads}))
 
 
 class JsonLines:

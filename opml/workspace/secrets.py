@@ -7,23 +7,13 @@ import secrets as _secrets
 from pathlib import Path
 
 from opml.errors import WorkspaceError
+from opml.files import atomic_write
 
 
 def write_secret(path: Path, value: bytes) -> None:
     """Write `value` to `path` with mode 0600 via a temp file and rename."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(value)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, value, 0o600)
 
 
 def read_secret(path: Path) -> bytes:
