@@ -31,13 +31,15 @@ def live(tmp_path_factory, bank_csv):
     pd.read_csv(bank_csv).sample(6000, random_state=0).to_csv(sample, index=False)
     proj = Project(root / "p")
     proj.ok("auth")
-    proj.ok("train", "--data", str(sample), "--max-trials", "2", "--time-budget", "40")
-    ep = json.loads(proj.ok("deploy", "--best", "--json").stdout)
-    key = json.loads(proj.ok("endpoint", "keys", ep["name"], "--json").stdout)["primaryKey"]
-    rows = json.loads(pd.read_csv(sample).drop(columns=["response"]).head(3).to_json(orient="records"))
-    yield proj, ep, key, rows
-    for item in json.loads(proj.ok("endpoint", "list", "--json").stdout):
-        proj.ok("endpoint", "delete", item["name"])
+    try:
+        proj.ok("train", "--data", str(sample), "--max-trials", "2", "--time-budget", "40")
+        ep = json.loads(proj.ok("deploy", "--best", "--json").stdout)
+        key = json.loads(proj.ok("endpoint", "keys", ep["name"], "--json").stdout)["primaryKey"]
+        rows = json.loads(pd.read_csv(sample).drop(columns=["response"]).head(3).to_json(orient="records"))
+        yield proj, ep, key, rows
+    finally:  # stop every endpoint process this module started, even when set-up failed half-way
+        for item in json.loads(proj.ok("endpoint", "list", "--json").stdout):
+            proj.ok("endpoint", "delete", item["name"])
 
 
 def score(ep: dict, key: str | None, rows: list, **headers: str) -> requests.Response:

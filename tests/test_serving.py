@@ -27,11 +27,13 @@ pytestmark = pytest.mark.timeout(900)
 def deployed(tmp_path_factory, bank_csv):
     proj = Project(tmp_path_factory.mktemp("serve"))
     proj.ok("auth")
-    proj.ok("train", "--data", str(bank_csv), "--max-trials", "4", "--time-budget", "60")
-    ep = json.loads(proj.ok("deploy", "--best", "--json").stdout)
-    yield proj, ep
-    for item in json.loads(proj.ok("endpoint", "list", "--json").stdout):
-        proj.ok("endpoint", "delete", item["name"])
+    try:
+        proj.ok("train", "--data", str(bank_csv), "--max-trials", "4", "--time-budget", "60")
+        ep = json.loads(proj.ok("deploy", "--best", "--json").stdout)
+        yield proj, ep
+    finally:  # stop every endpoint process this module started, even when set-up failed half-way
+        for item in json.loads(proj.ok("endpoint", "list", "--json").stdout):
+            proj.ok("endpoint", "delete", item["name"])
 
 
 def keys(proj: Project, name: str = "bankmarketing-endpoint") -> dict[str, str]:
