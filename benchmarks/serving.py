@@ -92,6 +92,7 @@ def main() -> None:
     ap.add_argument("--train-budget", type=float, default=60.0)
     ap.add_argument("-n", type=int, default=20_000, help="requests for opml and the do-nothing server")
     ap.add_argument("--mlflow-n", type=int, default=1_000, help="requests for mlflow models serve")
+    ap.add_argument("--workers", type=int, default=1, help="opml endpoint worker processes")
     args = ap.parse_args()
 
     import pandas as pd
@@ -134,7 +135,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     # ---- opml endpoint ----------------------------------------------------------------------------
     name = f"bench-{os.getpid()}"
-    ep = deploy(ws, reg.ref, DeployConfig(name=name, port=free_port()), name)
+    ep = deploy(ws, reg.ref, DeployConfig(name=name, port=free_port(), workers=args.workers), name)
     key = endpoint_keys(ws, name)["primary"]
     try:
         wait_http(ep.scoring_uri, one, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
@@ -174,7 +175,7 @@ def main() -> None:
 
     ws.close()
     base = results["mlflow models serve"]["requests_per_second"]
-    print(f"\nApache Bench, 127.0.0.1, -c 8, keep-alive off ({os.cpu_count()} cores)")
+    print(f"\nApache Bench, 127.0.0.1, -c 8, keep-alive off ({os.cpu_count()} cores; opml workers: {args.workers})")
     print(f"{'server':<24}{'requests':>9}{'req/s':>10}{'rows/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
           f"{'failed':>8}{'non-2xx':>8}{'x mlflow':>10}")
     for label, r in results.items():

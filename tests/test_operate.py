@@ -287,3 +287,20 @@ def test_benchmark_sh_script(live):
     assert res.returncode == 0, res.stderr
     assert re.search(r"Complete requests:\s+25", res.stdout) and "Non-2xx" not in res.stdout
     assert key not in res.stdout + res.stderr
+
+
+def test_telemetry_log_rotates_by_size(tmp_path):
+    from opml.serving.telemetry import JsonLines
+
+    log = JsonLines(tmp_path / "ep.telemetry.jsonl", max_bytes=2_000, backups=2)
+    for i in range(1000):
+        log.write({"request_id": f"r{i}", "pad": "x" * 40})
+    log.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["ep.telemetry.jsonl", "ep.telemetry.jsonl.1", "ep.telemetry.jsonl.2"]
+    sizes = [(tmp_path / f).stat().st_size for f in files]
+    assert all(s < 2_000 + 64 * 80 for s in sizes)  # checked every 64 writes
+    newest = [json.loads(ln)["request_id"] for ln in (tmp_path / files[0]).read_text().splitlines()]
+    assert newest[-1] == "r999"
+    older = [json.loads(ln)["request_id"] for ln in (tmp_path / files[1]).read_text().splitlines()]
+    assert int(older[-1][1:]) < int(newest[0][1:])  # .1 holds the lines just before the current file
