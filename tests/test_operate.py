@@ -54,6 +54,16 @@ def telemetry_lines(proj: Project, name: str) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
 
 
+def telemetry_until(proj: Project, name: str, done, timeout: float = 5.0) -> list[dict]:
+    """Telemetry lines once `done(lines)` holds: a line is written just after its response is sent."""
+    deadline = time.monotonic() + timeout
+    lines = telemetry_lines(proj, name)
+    while not done(lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        lines = telemetry_lines(proj, name)
+    return lines
+
+
 def test_log_lines_have_the_fields_and_request_ids(live):
     proj, ep, key, rows = live
     proj.ok("enable-logs")
@@ -61,7 +71,8 @@ def test_log_lines_have_the_fields_and_request_ids(live):
     assert r.status_code == 200 and r.headers["x-request-id"] == "trace-42"
     generated = score(ep, key, rows[:1])
     assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["x-request-id"])
-    lines = telemetry_lines(proj, ep["name"])
+    gid = generated.headers["x-request-id"]
+    lines = telemetry_until(proj, ep["name"], lambda ls: any(e["request_id"] == gid for e in ls))
     mine = next(e for e in lines if e["request_id"] == "trace-42")
     assert set(mine) == TELEMETRY_FIELDS
     assert (mine["method"], mine["path"], mine["status"], mine["rows"]) == ("POST", "/score", 200, 3)
@@ -103,23 +114,25 @@ def test_setting_survives_restart(live):
     proj.ok("endpoint", "restart", ep["name"])
     n = len(telemetry_lines(proj, ep["name"]))
     assert score(ep, key, rows).status_code == 200
+    time.sleep(0.5)  # a line would have been written by now
     assert len(telemetry_lines(proj, ep["name"])) == n
     proj.ok("enable-logs")
     proj.ok("endpoint", "restart", ep["name"])
     assert score(ep, key, rows).status_code == 200
-    assert len(telemetry_lines(proj, ep["name"])) == n + 1
+    assert len(telemetry_until(proj, ep["name"], lambda ls: len(ls) > n)) == n + 1
 
 
 def test_payload_sampling_and_no_secret_anywhere(live):
     proj, ep, key, rows = live
     proj.ok("enable-logs", "--sample-payloads", "1")
+    n = len(telemetry_lines(proj, ep["name"]))
     assert score(ep, key, rows).status_code == 200
     assert score(ep, "wrong-" + key[:10], rows).status_code == 401
-    last = telemetry_lines(proj, ep["name"])
+    last = telemetry_until(proj, ep["name"], lambda ls: len(ls) >= n + 2)
     assert last[-2]["payload"] == rows and last[-1]["status"] == 401 and "payload" not in last[-1]
     proj.ok("enable-logs")
     assert score(ep, key, rows).status_code == 200
-    assert "payload" not in telemetry_lines(proj, ep["name"])[-1]
+    assert "payload" not in telemetry_until(proj, ep["name"], lambda ls: len(ls) >= n + 3)[-1]
     keys = json.loads(proj.ok("endpoint", "keys", ep["name"], "--json").stdout)
     for folder in ("logs", "run"):
         for f in (proj.ws / folder).rglob("*"):
@@ -136,6 +149,7 @@ def test_logs_command_merges_server_log_and_telemetry(live):
     proj, ep, key, rows = live
     proj.ok("enable-logs")
     score(ep, key, rows, **{"x-request-id": "logs-cmd"})
+    telemetry_until(proj, ep["name"], lambda ls: bool(ls) and ls[-1]["request_id"] == "logs-cmd")
     entries = json.loads(proj.ok("logs", "--tail", "40", "--json").stdout)
     assert {e["source"] for e in entries} == {"server", "telemetry"}
     stamps = [e["timestamp"] for e in entries]
