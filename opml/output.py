@@ -9,6 +9,23 @@ from typing import Any
 import click
 
 
+def plain(obj: Any) -> Any:
+    """Dataclasses, numpy arrays and scalars, tuples -> JSON-friendly Python values (recursively)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return plain(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [plain(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    return obj
+
+
 def emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 

@@ -80,6 +80,9 @@ def test_runs_and_models_commands(trained):
     proj, out, _ = trained
     listed = json.loads(proj.ok("runs", "list", "--json").stdout)
     assert listed[0]["id"] == out["run_id"] and listed[0]["status"] == "Completed"
+    assert [r["id"] for r in json.loads(proj.ok("runs", "list", "--experiment", "bankmarketing-automl",
+                                                  "--json").stdout)] == [out["run_id"]]
+    assert json.loads(proj.ok("runs", "list", "--experiment", "other", "--json").stdout) == []
     shown = proj.ok("runs", "show", out["run_id"]).stdout
     assert "Leaderboard" in shown and "Data guardrails" in shown and "Top features" in shown
     assert json.loads(proj.ok("runs", "show", out["mlflow_run_id"], "--json").stdout)["id"] == out["run_id"]

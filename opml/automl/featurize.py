@@ -65,6 +65,24 @@ def check_columns(X: pd.DataFrame, expected: Any) -> None:
         )
 
 
+def level_codes(col: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index of each value among the sorted fitted `values` (len(values) when unseen or missing)."""
+    pos = np.searchsorted(values, col).clip(0, len(values) - 1)
+    return np.where(values[pos] == col, pos, len(values))
+
+
+def onehot(codes: np.ndarray, n_levels: int, max_onehot: int) -> np.ndarray:
+    """One-hot rows for category codes (-1: unseen or missing -> all zeros); levels past max_onehot share a column."""
+    k = min(n_levels, max_onehot)
+    width = k + (1 if n_levels > max_onehot else 0)
+    out = np.zeros((len(codes), width))
+    rows = np.flatnonzero((codes >= 0) & (codes < k))
+    out[rows, codes[rows]] = 1.0
+    if width > k:
+        out[codes >= k, k] = 1.0
+    return out
+
+
 class Featurizer(TransformerMixin, BaseEstimator):
     """Raw DataFrame -> float64 matrix. Fitted state ends in `_`; see the module docstring."""
 
@@ -145,12 +163,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
                 self.joint_freq_ = (uniq, counts / n, radices)
 
     def _level_codes(self, num: np.ndarray, c: str) -> np.ndarray:
-        """Index of each value among the fitted levels of `c` (len(levels) when unseen or missing)."""
-        values = self.freq_tables_[c][0]
-        col = num[:, self.numeric_.index(c)]
-        pos = np.searchsorted(values, col).clip(0, len(values) - 1)
-        hit = values[pos] == col
-        return np.where(hit, pos, len(values))
+        return level_codes(num[:, self.numeric_.index(c)], self.freq_tables_[c][0])
 
     def _joint_keys(self, num: np.ndarray, radices: list[int]) -> np.ndarray:
         key = np.zeros(num.shape[0], dtype=np.int64)
@@ -222,16 +235,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
         return pd.Index(self.categories_[c]).get_indexer(to_categorical(s))
 
     def _onehot(self, s: pd.Series, c: str) -> np.ndarray:
-        codes = self._codes(s, c)
-        levels = self.categories_[c]
-        k = min(len(levels), self.max_onehot)
-        width = k + (1 if len(levels) > self.max_onehot else 0)
-        out = np.zeros((len(s), width))
-        rows = np.flatnonzero((codes >= 0) & (codes < k))
-        out[rows, codes[rows]] = 1.0
-        if width > k:
-            out[codes >= k, k] = 1.0
-        return out
+        return onehot(self._codes(s, c), len(self.categories_[c]), self.max_onehot)
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         """Numeric matrix with columns `feature_names_out_`."""

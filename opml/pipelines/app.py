@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -21,11 +21,9 @@ import orjson
 from opml.errors import AuthError, OpmlError
 from opml.pipelines import registry
 from opml.pipelines.spec import ParameterError
+from opml.serving.app import JSON, Receive, Send, lifespan, respond
 from opml.workspace.workspace import Workspace
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-JSON = [(b"content-type", b"application/json")]
 MAX_BODY = 1 << 20
 TRIGGER = re.compile(r"^/pipelines/([A-Za-z0-9-]{1,64})/runs/?$")
 RUN = re.compile(r"^/runs/([A-Za-z0-9_.-]{1,128})/?$")
@@ -48,13 +46,8 @@ class ControlPlane:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif msg["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
@@ -66,9 +59,7 @@ class ControlPlane:
             status, body = exc.status, orjson.dumps({"error": exc.message})
         except Exception as exc:  # a bug, not bad input
             status, body = 500, orjson.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*JSON, (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, status, body, JSON)
         if after is not None:
             after()
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from opml.errors import OpmlError
 from opml.pipelines.server import state_file
+from opml.serving.process import log_tail
 
 HOST = "127.0.0.1"
 
@@ -81,7 +82,7 @@ def start(root: Path, port: int | None = None, timeout: float = 30.0) -> dict[st
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise OpmlError(f"the control plane failed to start: {_tail(log)}", f"see {log}")
+            raise OpmlError(f"the control plane failed to start: {log_tail(log)}", f"see {log}")
         if _state(root).get("pid") == proc.pid:
             try:
                 with socket.create_connection((HOST, port), timeout=1):
@@ -111,13 +112,6 @@ def require(root: Path) -> dict[str, Any]:
         raise OpmlError("the control plane is not running", "start it with `opml server start`")
     return st
 
-
-def _tail(log: Path) -> str:
-    try:
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return "no log"
-    return (lines or ["no output"])[-1].strip()[:300]
 
 
 def endpoint_url(root: Path, published_id: str) -> str | None:

@@ -51,7 +51,7 @@ class ScoringApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -77,7 +77,7 @@ class ScoringApp:
             status, body, kind = 200, self.metrics.render(), TEXT
         else:
             status, body = 404, _error(f"no route {path}; POST /score, GET /, GET /swagger.json, GET /metrics")
-        await _respond(send, status, body, [*kind, (b"x-request-id", request_id)])
+        await respond(send, status, body, [*kind, (b"x-request-id", request_id)])
         elapsed = time.perf_counter() - t0
         self.metrics.observe(path, status, elapsed, rows)
         tel = self.telemetry
@@ -123,7 +123,7 @@ def _error(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
-async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+async def respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [*headers, (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
@@ -151,7 +151,7 @@ async def _drain(receive: Receive) -> None:
         pass
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from opml.automl.featurize import onehot
 from opml.serving.requests import Column
 
 _EXACT_SCALERS = ("MaxAbsScaler", "StandardScaler", "MinMaxScaler", "RobustScaler", "Normalizer")
@@ -170,19 +171,7 @@ class FeatureBlock:
         return dense, codes
 
     def _onehot(self, codes: np.ndarray, n_levels: int) -> np.ndarray:
-        k = min(n_levels, self.max_onehot)
-        width = k + (1 if n_levels > self.max_onehot else 0)
-        out = np.zeros((len(codes), width))
-        rows = np.flatnonzero((codes >= 0) & (codes < k))
-        out[rows, codes[rows]] = 1.0
-        if width > k:
-            out[codes >= k, k] = 1.0
-        return out
-
-
-def _level_codes(col: np.ndarray, values: np.ndarray) -> np.ndarray:
-    pos = np.searchsorted(values, col).clip(0, len(values) - 1)
-    return np.where(values[pos] == col, pos, len(values))
+        return onehot(codes, n_levels, self.max_onehot)
 
 
 class CompiledFeaturizer:

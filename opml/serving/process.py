@@ -53,7 +53,7 @@ def start(root: Path, name: str, model: str, host: str, port: int, *, auth: bool
             if _wait_listening(host, port, deadline):
                 return info | {"pid": proc.pid}
         if proc.poll() is not None:
-            raise OpmlError(f"endpoint {name!r} failed to start: {_tail(log)}",
+            raise OpmlError(f"endpoint {name!r} failed to start: {log_tail(log)}",
                             f"see {log}; the previous deployment, if any, keeps serving")
         time.sleep(0.05)
     stop(proc.pid)
@@ -71,7 +71,8 @@ def _wait_listening(host: str, port: int, deadline: float) -> bool:
     return False
 
 
-def _tail(log: Path) -> str:
+def log_tail(log: Path) -> str:
+    """The last error line of a process's log (else its last line), for a one-line failure message."""
     try:
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from opml.errors import NotFoundError
+from opml.output import plain
 from opml.workspace import store
 from opml.workspace.workspace import Workspace, now_iso
 
@@ -56,16 +57,9 @@ def end_run(ws: Workspace, run_id: str, status: str, *, duration_s: float, trial
             "UPDATE automl_runs SET status = ?, ended_at = ?, duration_s = ?, trials = ?, best_pipeline = ?,"
             " best_score = ?, best_child_run = ?, error = ?, summary = ? WHERE id = ?",
             (status, now_iso(), duration_s, trials, best_pipeline, best_score, best_child_run, error,
-             json.dumps(summary or {}, default=_jsonable), run_id),
+             json.dumps(plain(summary or {}), default=str), run_id),
         )
 
-
-def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    return str(obj)
 
 
 def list_runs(ws: Workspace, experiment: str | None = None) -> list[AutoMLRun]:

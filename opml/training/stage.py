@@ -16,6 +16,7 @@ from opml.config import AutoMLSettings
 from opml.data.registry import Dataset
 from opml.data.stage import register_dataset
 from opml.errors import OpmlError
+from opml.output import plain
 from opml.training import runs
 from opml.training.models import RegisteredModel, log_and_register
 from opml.training.tracking import Tracker, uri_to_path
@@ -89,14 +90,14 @@ def train(ws: Workspace, settings: AutoMLSettings, *, data: str | None = None,
                 "dataset": dataset.ref,
                 "label": settings.label,
                 "primary_metric": settings.primary_metric,
-                "threshold": _plain(result.threshold),
+                "threshold": plain(result.threshold),
                 "classes": [str(c) for c in result.model.classes_],
-                "schema": _plain(getattr(result.model, "schema_", None)),
+                "schema": plain(getattr(result.model, "schema_", None)),
             }
             model = log_and_register(
                 ws, tracker.client, name=settings.model_name, model=result.model, child_run=child, run_id=run_id,
                 sample=df.drop(columns=[settings.label]).head(50), pipeline=best.pipeline_name,
-                metrics=_plain(best.metrics), info=info,
+                metrics=plain(best.metrics), info=info,
             )
             tracker.finish("FINISHED", metrics={f"best_{k}": v for k, v in best.metrics.items()},
                            tags={"opml.best_pipeline": best.pipeline_name, "opml.best_child_run": child,
@@ -136,14 +137,14 @@ def _write_artifacts(result: Any, out: Path) -> list[Path]:
         ("feature_importance.json", result.feature_importance),
     ):
         path = out / name
-        path.write_text(json.dumps(_plain(obj), indent=2, default=str))
+        path.write_text(json.dumps(plain(obj), indent=2, default=str))
         files.append(path)
     return files
 
 
 def _trial_row(t: Any) -> dict[str, Any]:
     return {"iteration": t.iteration, "pipeline": t.pipeline_name, "algorithm": t.algorithm,
-            "metrics": _plain(t.metrics), "duration_s": round(float(t.duration_s), 3)}
+            "metrics": plain(t.metrics), "duration_s": round(float(t.duration_s), 3)}
 
 
 def _summary(result: Any, settings: AutoMLSettings, tracker: Tracker, model: RegisteredModel,
@@ -159,33 +160,16 @@ def _summary(result: Any, settings: AutoMLSettings, tracker: Tracker, model: Reg
         "mlflow_run_id": tracker.parent_id,
         "mlflow_experiment_id": tracker.experiment_id,
         "settings": settings.model_dump(mode="json"),
-        "guardrails": _plain(result.guardrails),
+        "guardrails": plain(result.guardrails),
         "leaderboard": leaderboard,
         "failed_trials": failed,
-        "best": {"pipeline": result.best.pipeline_name, "metrics": _plain(result.best.metrics),
-                 "per_class": _plain(getattr(result.best, "per_class", None)),
-                 "confusion_matrix": _plain(getattr(result.best, "confusion_matrix", None))},
-        "threshold": _plain(result.threshold),
-        "feature_importance": _plain(result.feature_importance)[:20],
-        "timings": _plain(getattr(result, "timings", {})),
+        "best": {"pipeline": result.best.pipeline_name, "metrics": plain(result.best.metrics),
+                 "per_class": plain(getattr(result.best, "per_class", None)),
+                 "confusion_matrix": plain(getattr(result.best, "confusion_matrix", None))},
+        "threshold": plain(result.threshold),
+        "feature_importance": plain(result.feature_importance)[:20],
+        "timings": plain(getattr(result, "timings", {})),
         "model": model.ref,
         "artifacts_dir": str(artifacts_dir),
         "duration_s": round(duration, 2),
     }
-
-
-def _plain(obj: Any) -> Any:
-    """Dataclasses, numpy values and tuples -> JSON-friendly Python values."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _plain(dataclasses.asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    return obj

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from opml.errors import OpmlError
+from opml.output import plain
 from opml.workspace.workspace import Workspace
 
 _MAX_PARAM = 6000
@@ -151,7 +152,7 @@ class Tracker:
                     metrics[f"{name}_{cls}"] = v
         extra_tags = []
         if getattr(trial, "confusion_matrix", None) is not None:
-            extra_tags.append(RunTag("opml.confusion_matrix", json.dumps(_plain(trial.confusion_matrix))))
+            extra_tags.append(RunTag("opml.confusion_matrix", json.dumps(plain(trial.confusion_matrix))))
         if trial.status != "succeeded" and getattr(trial, "error", None):
             extra_tags.append(RunTag("opml.error", str(trial.error)[:5000]))
         self.client.log_batch(
@@ -196,9 +197,3 @@ def _is_number(v: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return f == f and f not in (float("inf"), float("-inf"))
-
-
-def _plain(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return obj
