@@ -16,8 +16,8 @@ model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from itertools import chain, repeat
+from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -78,13 +78,13 @@ class FeatureBlock:
                       for c in f.freq_columns_), joint, f.encoding, int(f.max_onehot), tuple(f.categorical_),
                 tuple(tuple(f.categories_[c]) for c in f.categorical_), int(f.n_dense_))
 
-    def compute(self, cols: dict[str, list[Any]], n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def compute(self, cols: dict[str, Sequence[Any]], n: int) -> tuple[np.ndarray, np.ndarray | None]:
         if n <= SMALL_BATCH:
             return self._rows(cols, n)
         return self._columns(cols, n)
 
     # ---- row by row (small requests) --------------------------------------------------------------
-    def _rows(self, cols: dict[str, list[Any]], n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def _rows(self, cols: dict[str, Sequence[Any]], n: int) -> tuple[np.ndarray, np.ndarray | None]:
         nan = float("nan")
         numcols = [cols[c] for c in self.numeric]
         catcols = [(cols[c], self.lookup[c], self.n_levels[c]) for c in self.categorical]
@@ -123,52 +123,43 @@ class FeatureBlock:
             return dense.reshape(n, self.n_dense), None
         return dense.reshape(n, self.n_dense), np.array(code_rows, dtype=np.float64).reshape(n, len(self.categorical))
 
-    # ---- vectorised (larger requests) -------------------------------------------------------------
-    def _columns(self, cols: dict[str, list[Any]], n: int) -> tuple[np.ndarray, np.ndarray | None]:
-        nn = len(self.numeric)
-        if nn:
-            # numpy reads None as NaN when the dtype is float
-            num = np.array(list(chain.from_iterable(cols[c] for c in self.numeric)), dtype=np.float64).reshape(nn, n).T
-        else:
-            num = np.zeros((n, 0))
+    # ---- column by column (larger requests) ------------------------------------------------------
+    def _columns(self, cols: dict[str, Sequence[Any]], n: int) -> tuple[np.ndarray, np.ndarray | None]:
         dense = np.empty((n, self.n_dense))
-        if nn:
-            dense[:, :nn] = np.where(np.isnan(num), self.medians, num)
-        at = nn
+        num = [np.array(cols[c], dtype=np.float64) for c in self.numeric]  # None reads as NaN
+        missing = [np.isnan(v) for v in num]
+        for j, (v, nan) in enumerate(zip(num, missing, strict=True)):
+            dense[:, j] = np.where(nan, self.medians[j], v)
+        at = len(num)
         for i in self.indicators:
-            dense[:, at] = np.isnan(num[:, i])
+            dense[:, at] = missing[i]
             at += 1
-        if self.freq:
-            # dict lookups over the float values: a level matches by ==, NaN and unseen values get 0.0
-            values = [num[:, i].tolist() for i, _, _, _ in self.freq_dicts]
-            found = [list(map(table.get, vals, repeat(0.0)))
-                     for (_, table, _, _), vals in zip(self.freq_dicts, values, strict=True)]
-            dense[:, at: at + len(found)] = np.array(found, dtype=np.float64).T
-            at += len(found)
-            if self.joint is not None:
-                uniq, freq, radices = self.joint
-                idx = np.array([list(map(index.get, vals, repeat(missing)))
-                                for (_, _, index, missing), vals in zip(self.freq_dicts, values, strict=True)],
-                               dtype=np.int64)
-                key = np.zeros(n, dtype=np.int64)
-                for row, r in zip(idx, radices, strict=True):
-                    key = key * r + row
-                pos = np.searchsorted(uniq, key).clip(0, len(uniq) - 1)
-                dense[:, at] = np.where(uniq[pos] == key, freq[pos], 0.0)
-                at += 1
-        codes = None
-        if self.categorical:
-            flat = []
-            for c in self.categorical:
-                flat.extend(map(self.lookup[c].get, cols[c], repeat(-1)))
-            codes = np.array(flat, dtype=np.float64).reshape(len(self.categorical), n).T
-        if self.onehot and codes is not None:
-            for j, c in enumerate(self.categorical):
-                block = self._onehot(codes[:, j].astype(np.int64), self.n_levels[c])
-                dense[:, at: at + block.shape[1]] = block
-                at += block.shape[1]
-            codes = None
-        return dense, codes
+        # frequency tables: dict lookups on the request's own values (a level matches by ==, so 1 finds
+        # 1.0; None and unseen values get 0.0, as NaN does in the Featurizer)
+        raw = [cols[self.numeric[i]] for i, _, _, _ in self.freq_dicts]
+        for (_, table, _, _), values in zip(self.freq_dicts, raw, strict=True):
+            dense[:, at] = np.fromiter(map(table.get, values, repeat(0.0)), np.float64, n)
+            at += 1
+        if self.joint is not None:
+            uniq, freq, radices = self.joint
+            key = np.zeros(n, dtype=np.int64)
+            for (_, _, index, miss), values, radix in zip(self.freq_dicts, raw, radices, strict=True):
+                key = key * radix + np.fromiter(map(index.get, values, repeat(miss)), np.int64, n)
+            pos = np.searchsorted(uniq, key).clip(0, len(uniq) - 1)
+            dense[:, at] = np.where(uniq[pos] == key, freq[pos], 0.0)
+            at += 1
+        if not self.categorical:
+            return dense, None
+        codes = np.empty((n, len(self.categorical)))
+        for j, c in enumerate(self.categorical):
+            codes[:, j] = np.fromiter(map(self.lookup[c].get, cols[c], repeat(-1)), np.float64, n)
+        if not self.onehot:
+            return dense, codes
+        for j, c in enumerate(self.categorical):
+            block = self._onehot(codes[:, j].astype(np.int64), self.n_levels[c])
+            dense[:, at: at + block.shape[1]] = block
+            at += block.shape[1]
+        return dense, None
 
     def _onehot(self, codes: np.ndarray, n_levels: int) -> np.ndarray:
         return onehot(codes, n_levels, self.max_onehot)
@@ -192,7 +183,7 @@ class CompiledFeaturizer:
         self.n_dense = int(f.n_dense_)
         self.width = len(f.feature_names_out_)
 
-    def transform(self, cols: dict[str, list[Any]], n: int, memo: dict | None = None) -> np.ndarray:
+    def transform(self, cols: dict[str, Sequence[Any]], n: int, memo: dict | None = None) -> np.ndarray:
         block = self.block
         if memo is None:
             dense, codes = block.compute(cols, n)
@@ -271,7 +262,7 @@ class CompiledPipeline:
         self.featurizer = CompiledFeaturizer(pipeline.featurizer_, blocks)
         self.predict, self.engine = _compile_model(pipeline.model_, self.featurizer.width, trees)
 
-    def predict_proba(self, cols: dict[str, list[Any]], n: int, memo: dict | None = None) -> np.ndarray:
+    def predict_proba(self, cols: dict[str, Sequence[Any]], n: int, memo: dict | None = None) -> np.ndarray:
         return self.predict(self.featurizer.transform(cols, n, memo))
 
 
@@ -421,7 +412,7 @@ class CompiledScorer:
             single = CompiledPipeline(inner, blocks, trees=trees)
             members = [single]
 
-            def one(cols: dict[str, list[Any]], n: int) -> np.ndarray:
+            def one(cols: dict[str, Sequence[Any]], n: int) -> np.ndarray:
                 return single.predict_proba(cols, n)
             self._proba = one
             what = inner.name
@@ -430,7 +421,7 @@ class CompiledScorer:
             weights = [float(w) for w in inner.weights_]
             pairs = list(zip(weights, members, strict=True))
 
-            def voting(cols: dict[str, list[Any]], n: int) -> np.ndarray:
+            def voting(cols: dict[str, Sequence[Any]], n: int) -> np.ndarray:
                 memo: dict = {}
                 out = None
                 for w, m in pairs:
@@ -443,7 +434,7 @@ class CompiledScorer:
             members = [CompiledPipeline(m, blocks, trees=trees) for m in inner.members_]
             coef, intercept = inner.coef_, inner.intercept_
 
-            def stack(cols: dict[str, list[Any]], n: int) -> np.ndarray:
+            def stack(cols: dict[str, Sequence[Any]], n: int) -> np.ndarray:
                 memo: dict = {}
                 return meta_proba(_stack_features([m.predict_proba(cols, n, memo) for m in members]), coef, intercept)
             self._proba = stack
@@ -457,7 +448,7 @@ class CompiledScorer:
         self.engines = [m.engine for m in members]
         self.inference = f"compiled ({what}; models: {', '.join(engines)}; {len(blocks)} shared feature block(s))"
 
-    def predict_proba(self, cols: dict[str, list[Any]]) -> np.ndarray:
+    def predict_proba(self, cols: dict[str, Sequence[Any]]) -> np.ndarray:
         n = len(next(iter(cols.values()))) if cols else 0
         return self._proba(cols, n)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Literal
 
 METHODS = ("predict", "predict_proba")
@@ -61,19 +63,47 @@ def parse(body: Any) -> ScoreRequest:
     return ScoreRequest(records=data, method=method, v2=v2)
 
 
-def columnar(records: list[Any], columns: list[Column]) -> dict[str, list[Any]]:
+_NUMERIC_TYPES = frozenset({int, float, type(None)})
+_TEXT_TYPES = frozenset({str, type(None)})
+
+
+def columnar(records: list[Any], columns: list[Column]) -> dict[str, Sequence[Any]]:
     """Check every record against the schema and return the values column by column.
 
     Numeric columns take numbers or null (imputed); categorical columns take strings or null.
+    Valid batches are checked and transposed with C-level operations (itemgetter, zip, a set of
+    types per column); the first problem found sends the batch through the row-by-row check,
+    which names the record and column.
     """
     names = [c.name for c in columns]
+    width = len(names)
+    try:
+        if width == 1:
+            cols: list[tuple[Any, ...]] = [tuple(rec[names[0]] for rec in records)]
+        else:
+            cols = list(zip(*map(itemgetter(*names), records), strict=True))
+        same_keys = set(map(len, records)) == {width}  # every schema key present: equal length, equal key set
+    except (KeyError, TypeError, IndexError, ValueError):
+        same_keys = False
+    if same_keys:
+        for col, c in zip(cols, columns, strict=True):
+            allowed = _NUMERIC_TYPES if c.kind == "numeric" else _TEXT_TYPES
+            if not set(map(type, col)) <= allowed:
+                break
+        else:
+            return dict(zip(names, cols, strict=True))
+    _explain(records, columns)
+    raise AssertionError("unreachable: the row check found no problem in a batch the fast check refused")
+
+
+def _explain(records: list[Any], columns: list[Column]) -> None:
+    """Raise a RequestError naming the first bad record (row by row, only for refused batches)."""
+    names = [c.name for c in columns]
     expected = set(names)
-    out: dict[str, list[Any]] = {n: [] for n in names}
-    kinds = [(c.name, c.kind == "numeric", out[c.name]) for c in columns]
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
             raise RequestError(422, f"record {i} is not an object of column: value pairs")
-        if len(rec) != len(expected) or rec.keys() != expected:
+        if rec.keys() != expected:
             missing = [n for n in names if n not in rec]
             extra = sorted(str(k) for k in rec if k not in expected)
             parts = []
@@ -82,19 +112,15 @@ def columnar(records: list[Any], columns: list[Column]) -> dict[str, list[Any]]:
             if extra:
                 parts.append(f"unknown column(s): {', '.join(extra)}")
             raise RequestError(422, f"record {i}: {'; '.join(parts)}")
-        for name, numeric, values in kinds:
-            v = rec[name]
+        for c in columns:
+            v = rec[c.name]
             if v is None:
-                values.append(None)
-            elif numeric:
-                if type(v) is bool or not isinstance(v, int | float):
-                    raise RequestError(422, f"record {i}: column {name!r} must be a number, got {_type(v)}")
-                values.append(v)
-            else:
-                if not isinstance(v, str):
-                    raise RequestError(422, f"record {i}: column {name!r} must be a string, got {_type(v)}")
-                values.append(v)
-    return out
+                continue
+            if c.kind == "numeric":
+                if type(v) not in (int, float):
+                    raise RequestError(422, f"record {i}: column {c.name!r} must be a number, got {_type(v)}")
+            elif type(v) is not str:
+                raise RequestError(422, f"record {i}: column {c.name!r} must be a string, got {_type(v)}")
 
 
 def _type(v: Any) -> str:

@@ -1,0 +1,51 @@
+"""Request checking (opml/serving/requests.py): the batch fast path and the row-by-row errors it defers to."""
+
+from __future__ import annotations
+
+import pytest
+
+from opml.serving.requests import Column, RequestError, columnar
+
+COLUMNS = [Column("age", "numeric"), Column("job", "categorical"), Column("euribor3m", "numeric")]
+
+
+def _records(n: int) -> list[dict]:
+    return [{"age": 20 + i, "job": ["admin.", "technician", None][i % 3], "euribor3m": None if i % 7 == 0 else 4.5 + i}
+            for i in range(n)]
+
+
+def test_valid_batch_is_transposed_in_schema_order():
+    recs = _records(100)
+    cols = columnar(recs, COLUMNS)
+    assert list(cols) == ["age", "job", "euribor3m"]
+    for c in COLUMNS:
+        assert list(cols[c.name]) == [r[c.name] for r in recs]
+    reordered = [{"euribor3m": r["euribor3m"], "job": r["job"], "age": r["age"]} for r in recs]
+    assert {k: list(v) for k, v in columnar(reordered, COLUMNS).items()} == {k: list(v) for k, v in cols.items()}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda r: r | {"age": True}, "record 57: column 'age' must be a number, got a boolean"),
+    (lambda r: r | {"age": "41"}, "record 57: column 'age' must be a number, got a string"),
+    (lambda r: r | {"job": 7}, "record 57: column 'job' must be a string, got int"),
+    (lambda r: r | {"job": ["a"]}, "record 57: column 'job' must be a string, got a list"),
+    (lambda r: {"age": r["age"], "job": r["job"], "euribor": 1.0}, "record 57: missing column(s): euribor3m; "
+                                                                   "unknown column(s): euribor"),
+    (lambda r: {"age": r["age"], "job": r["job"]}, "record 57: missing column(s): euribor3m"),
+    (lambda r: r | {"extra": 1}, "record 57: unknown column(s): extra"),
+    (lambda r: [r["age"], r["job"], r["euribor3m"]], "record 57 is not an object of column: value pairs"),
+    (lambda r: "age=41", "record 57 is not an object of column: value pairs"),
+])
+def test_a_bad_record_deep_in_a_batch_is_named(change, message):
+    recs = _records(100)
+    recs[57] = change(recs[57])
+    with pytest.raises(RequestError) as err:
+        columnar(recs, COLUMNS)
+    assert err.value.status == 422 and err.value.message == message
+
+
+def test_single_column_schema():
+    cols = columnar([{"age": 1}, {"age": 2.5}, {"age": None}], [Column("age", "numeric")])
+    assert list(cols["age"]) == [1, 2.5, None]
+    with pytest.raises(RequestError, match="record 1: unknown column"):
+        columnar([{"age": 1}, {"age": 2, "x": 1}], [Column("age", "numeric")])
