@@ -5,6 +5,7 @@ single-row payload, -c 8, keep-alive off; then opml with 100-row payloads (rows/
 one-row scoring in-process: the model's predict_proba on a DataFrame vs the compiled scorer.
 
     python benchmarks/serving.py                       # trains a model in a temp workspace first
+    python benchmarks/serving.py --model-selection best   # ... deploying the top score (often an ensemble)
     python benchmarks/serving.py --workspace .opml --model bankmarketing-automl:1
 """
 
@@ -89,7 +90,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workspace", type=Path, help="existing workspace (default: a temp one, trained here)")
     ap.add_argument("--model", default="bankmarketing-automl:1")
-    ap.add_argument("--train-budget", type=float, default=60.0)
+    ap.add_argument("--train-budget", type=float, default=120.0, help="seconds (configs/automl.yaml's default)")
+    ap.add_argument("--model-selection", choices=["one_se", "best"],
+                    help="train with this rule (default: configs/automl.yaml's, one_se)")
     ap.add_argument("-n", type=int, default=20_000, help="requests for opml and the do-nothing server")
     ap.add_argument("--mlflow-n", type=int, default=1_000, help="requests for mlflow models serve")
     ap.add_argument("--workers", type=int, default=1, help="opml endpoint worker processes")
@@ -111,8 +114,9 @@ def main() -> None:
         opml = [sys.executable, "-m", "opml", "--configs", str(REPO / "configs")]
         subprocess.run([*opml, "auth"], env=env, check=True, capture_output=True)
         print(f"training a model ({args.train_budget:.0f} s budget) ...", flush=True)
-        subprocess.run([*opml, "train", "--data", str(DATA), "--time-budget", str(args.train_budget)], env=env,
-                       check=True, capture_output=True)
+        rule = ["--model-selection", args.model_selection] if args.model_selection else []
+        subprocess.run([*opml, "train", "--data", str(DATA), "--time-budget", str(args.train_budget), *rule],
+                       env=env, check=True, capture_output=True)
     ws = Workspace.open(root)
     reg = get_model(ws, args.model)
     df = pd.read_csv(DATA).drop(columns=["response"])

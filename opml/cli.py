@@ -308,17 +308,19 @@ def data_show(ctx: Ctx, ref: str, as_json: bool) -> None:
 @click.option("--experiment", help="Experiment name (default: automl.yaml experiment_name).")
 @click.option("--time-budget", type=float, help="Wall-time budget in seconds (experiment_timeout_seconds).")
 @click.option("--max-trials", type=int, help="Stop after N candidates (reproducible runs).")
+@click.option("--model-selection", type=click.Choice(["one_se", "best"]),
+              help="one_se: cheapest to score within 1 standard error of the top score; best: the top score.")
 @json_option
 @pass_ctx
 def train(ctx: Ctx, config_file: Path | None, data: str | None, experiment: str | None,
-          time_budget: float | None, max_trials: int | None, as_json: bool) -> None:
+          time_budget: float | None, max_trials: int | None, model_selection: str | None, as_json: bool) -> None:
     """Run an AutoML classification experiment and register the best model."""
     from opml.training.progress import TrialProgress
     from opml.training.stage import train as run_train
     from opml.training.stage import with_overrides
 
     settings = with_overrides(ctx.automl(config_file), experiment=experiment, time_budget=time_budget,
-                              max_trials=max_trials)
+                              max_trials=max_trials, model_selection=model_selection)
     ws = ctx.workspace()
     bar = TrialProgress(settings.primary_metric, settings.experiment_timeout_seconds, settings.max_trials)
     try:

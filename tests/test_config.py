@@ -59,6 +59,7 @@ def test_unknown_nested_key_lists_that_sections_keys(tmp_path):
         ("n_cross_validations: 3\nvalidation_size: 0.2", "not both"),
         ("decision_threshold: 1.5", "strictly between 0 and 1"),
         ("featurization: maybe", "featurization"),
+        ("model_selection: fastest", "model_selection"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, text, expected):

@@ -42,8 +42,22 @@ def test_train_reports_leaderboard_guardrails_and_imbalance(trained):
     thr = out["threshold"]
     assert thr["tuned"]["f1"] >= thr["argmax"]["f1"]
     assert len(out["feature_importance"]) >= 10
+    # the default model_selection (one_se): the cheapest to score within one SE of the top score
+    sel = out["selection"]
+    assert sel["rule"] == "one_se" and sel["top"]["pipeline"] == board[0]["pipeline"]
+    assert out["best"]["pipeline"] == sel["chosen"]["pipeline"]
+    assert sel["chosen"]["score"] >= sel["top"]["score"] - sel["standard_error"]
+    assert all(r["scoring_cost"] > 0 for r in board)
+    assert sel["chosen"]["scoring_cost"] == min(r["scoring_cost"] for r in board
+                                                 if r["metrics"]["AUC_weighted"] >= sel["floor"])
+    assert "Best run: " + out["best"]["pipeline"] in proj_report(trained)
     # progress went to stderr, one line per trial when not a terminal
     assert res.stderr.count("trial ") >= 6
+
+
+def proj_report(trained) -> str:
+    proj, out, _ = trained
+    return proj.ok("runs", "show", out["run_id"]).stdout
 
 
 def test_mlflow_holds_parent_and_child_runs(trained):
@@ -62,6 +76,8 @@ def test_mlflow_holds_parent_and_child_runs(trained):
                  "norm_macro_recall", "log_loss", "matthews_correlation", "duration_s"):
         assert name in metrics, name
     assert db.execute("SELECT status FROM runs WHERE run_uuid = ?", (parent,)).fetchone()[0] == "FINISHED"
+    tags = dict(db.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (parent,)).fetchall())
+    assert tags["opml.model_selection"] == "one_se" and tags["opml.best_pipeline"] == out["best"]["pipeline"]
     versions = db.execute("SELECT name, version FROM model_versions").fetchall()
     assert versions == [("bankmarketing-automl", 1)]
 
@@ -204,7 +220,9 @@ def test_failed_candidate_is_a_failed_mlflow_child_run(tmp_path, bank_csv, monke
     proj = Project(tmp_path / "p")
     proj.set_config(allowed_models=["LightGBM", "LogisticRegression"], enable_stack_ensemble=False)
     proj.ok("auth")
-    out = json.loads(proj.ok("train", "--data", str(small), "--max-trials", "6", "--json").stdout)
+    out = json.loads(proj.ok("train", "--data", str(small), "--max-trials", "6", "--model-selection", "best",
+                             "--json").stdout)
+    assert out["selection"]["rule"] == "best" and out["best"]["pipeline"] == out["leaderboard"][0]["pipeline"]
     assert out["failed_trials"], [r["pipeline"] for r in out["leaderboard"]]
     assert "boom: injected failure" in out["failed_trials"][0]["error"]
     db = sqlite3.connect(proj.ws / "mlflow.db")

@@ -135,7 +135,8 @@ def _ensemble_result(
         iteration=iteration, pipeline_name=name, algorithm=name, scaler=None, params={}, status=SUCCEEDED,
         metrics=metrics, per_class=per_class, confusion_matrix=cm, score=primary_score(metric, y, oof),
         members=[{"iteration": t.iteration, "pipeline": t.pipeline_name, "weight": w} for t, w in chosen],
-        fit_seconds=sum(t.fit_seconds for t, _ in chosen), oof=oof,
+        fit_seconds=sum(t.fit_seconds for t, _ in chosen), scoring_cost=sum(t.scoring_cost for t, _ in chosen),
+        oof=oof,
     )
 
 

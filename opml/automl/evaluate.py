@@ -90,8 +90,9 @@ class FoldData:
 
 def cross_validate(
     candidate: CandidatePipeline, data: FoldData, *, deadline: float | None = None, workers: int = 1
-) -> tuple[np.ndarray, float]:
-    """Out-of-fold class probabilities (eval slots x classes) and the mean fit time of one fold.
+) -> tuple[np.ndarray, float, int]:
+    """Out-of-fold class probabilities (eval slots x classes), the mean fit time of one fold and the
+    mean scoring cost of the fold models (opml.automl.pipeline.scoring_cost).
 
     Folds are fitted by `workers` threads (the candidate's own n_jobs should then be 1: single-
     threaded models in parallel degrade gracefully when other processes compete for the CPU,
@@ -107,6 +108,7 @@ def cross_validate(
     n_folds = len(data.splits.folds)
     oof = np.zeros((len(data.splits.eval_rows), data.n_classes))
     fit_times: list[float] = []
+    costs: list[int] = []
 
     def fit_fold(i: int) -> None:
         train, slots = data.splits.folds[i]
@@ -114,6 +116,7 @@ def cross_validate(
         t = time.monotonic()
         model = clone(candidate).fit_featurized(featurizer, z_train, data.y[train])
         fit_times.append(time.monotonic() - t)
+        costs.append(model.scoring_cost())
         proba = model.predict_proba_featurized(z_eval)
         if proba.shape[1] != data.n_classes:  # a fold lacking a class: spread into full width
             full = np.zeros((len(slots), data.n_classes))
@@ -142,4 +145,4 @@ def cross_validate(
                         )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return oof, float(np.mean(fit_times))
+    return oof, float(np.mean(fit_times)), round(float(np.mean(costs)))

@@ -115,17 +115,23 @@ def run_experiment(
                max(t.iteration for t in trials) + 1)
     timings["ensembles_s"] = time.monotonic() - t0
 
+    from opml.automl.selection import select
+
     leaderboard = sorted((t for t in trials if t.status == SUCCEEDED), key=lambda t: (-(t.score or 0.0), t.iteration))
-    final = leaderboard[0]
+    preferred, selection = select(leaderboard, settings.model_selection, settings.primary_metric, data.y_eval,
+                                  splits.ens_fold)
+    order = [preferred, *(t for t in leaderboard if t is not preferred)]
+    final = preferred
     note = ""
-    for cand in leaderboard:  # the best candidate whose refit fits in the time left
+    for cand in order:  # the preferred candidate, else the best one whose refit fits in the time left
         if time.monotonic() + refit_cost(cand) <= hard_end:
             final = cand
             break
     else:
         final = min(leaderboard, key=refit_cost)
-    if final is not leaderboard[0]:
-        note = f"; refit {final.pipeline_name} instead of {leaderboard[0].pipeline_name} to stay within the budget"
+    if final is not preferred:
+        note = f"; refit {final.pipeline_name} instead of {preferred.pipeline_name} to stay within the budget"
+        selection["refit_instead"] = {"iteration": final.iteration, "pipeline": final.pipeline_name}
 
     from opml.automl.explain import feature_importance
     from opml.automl.model import OpmlClassifier
@@ -152,7 +158,7 @@ def run_experiment(
         settings=settings.model_dump(mode="json"), classes=[c.item() if hasattr(c, "item") else c for c in classes],
         guardrails=guardrails, trials=trials, leaderboard=leaderboard, best=final, model=model, threshold=threshold,
         feature_importance=importance, oof=oof, timings={k: round(v, 3) for k, v in timings.items()},
-        stop_reason=stop_reason + note, final_pipeline=final.pipeline_name,
+        stop_reason=stop_reason + note, final_pipeline=final.pipeline_name, selection=selection,
     )
 
 

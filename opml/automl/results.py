@@ -45,6 +45,7 @@ class TrialResult:
     featurization: dict[str, Any] = field(default_factory=dict)
     members: list[dict[str, Any]] = field(default_factory=list)  # ensembles: iteration, pipeline, weight
     fit_seconds: float = 0.0  # mean time to fit one fold (estimates the refit cost)
+    scoring_cost: int = 0  # tree leaves (linear models: coefficients); ensembles: their members' sum
     progress: Progress | None = None
     oof: Any = field(default=None, repr=False, compare=False)
 
@@ -66,3 +67,4 @@ class ExperimentResult:
     timings: dict[str, float] = field(default_factory=dict)
     stop_reason: str = ""
     final_pipeline: str = ""  # what was refit (differs from best when the budget forced a fallback)
+    selection: dict[str, Any] = field(default_factory=dict)  # how `best` was chosen (opml.automl.selection)

@@ -186,12 +186,13 @@ def evaluate_candidate(
         n_jobs=ctx.n_jobs, random_state=ctx.seed,
     )
     try:
-        oof, fit_seconds = cross_validate(candidate, ctx.data, deadline=ctx.clock.search_end() + 2.0,
+        oof, fit_seconds, cost = cross_validate(candidate, ctx.data, deadline=ctx.clock.search_end() + 2.0,
                                           workers=ctx.workers)
         if not np.all(np.isfinite(oof)):
             raise ValueError("the model produced non-finite probabilities")
         result.oof = oof
         result.fit_seconds = fit_seconds
+        result.scoring_cost = cost
         result.score = primary_score(ctx.metric, ctx.data.y_eval, oof)
         result.metrics, result.per_class, result.confusion_matrix = compute_metrics(
             ctx.data.y_eval, oof, ctx.labels

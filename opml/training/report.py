@@ -15,10 +15,10 @@ def render(summary: dict[str, Any], *, run_id: str, status: str = "Completed", t
     out = []
     board = summary.get("leaderboard", [])
     if board:
-        rows = [[r["rank"], r["pipeline"], *[_f(r["metrics"].get(c)) for c in cols], f"{r['duration_s']:.1f}s"]
-                for r in board[:top]]
-        out.append(f"Leaderboard ({len(board)} models, ranked by {primary}):")
-        out.append(table(rows, ["RANK", "PIPELINE", *cols, "DURATION"]))
+        rows = [[r["rank"], r["pipeline"], *[_f(r["metrics"].get(c)) for c in cols], _cost(r.get("scoring_cost")),
+                 f"{r['duration_s']:.1f}s"] for r in board[:top]]
+        out.append(f"Leaderboard ({len(board)} models, ranked by {primary}; COST: tree leaves scored per row):")
+        out.append(table(rows, ["RANK", "PIPELINE", *cols, "COST", "DURATION"]))
         if len(board) > top:
             out.append(f"... {len(board) - top} more in `opml runs show {run_id} --json`")
     failed = summary.get("failed_trials") or []
@@ -29,6 +29,9 @@ def render(summary: dict[str, Any], *, run_id: str, status: str = "Completed", t
         m = best["metrics"]
         scores = f"{primary} {_f(m.get(primary))}, accuracy {_f(m.get('accuracy'))}"
         out.append(f"\nBest run: {best['pipeline']}  ({scores})")
+        why = _selection(summary.get("selection") or {}, primary)
+        if why:
+            out.append(why)
     thr = summary.get("threshold")
     if thr:
         out.append("\nClass imbalance: metrics on out-of-fold predictions")
@@ -48,6 +51,23 @@ def render(summary: dict[str, Any], *, run_id: str, status: str = "Completed", t
             ("duration", f"{summary.get('duration_s', 0):.1f}s")]
     out.append("\n" + kv(info))
     return "\n".join(out)
+
+
+def _selection(sel: dict[str, Any], primary: str) -> str:
+    """One line on how the best run was chosen, when the one-SE rule passed over the top score."""
+    top, chosen = sel.get("top") or {}, sel.get("chosen") or {}
+    if sel.get("rule") != "one_se" or not top or top.get("iteration") == chosen.get("iteration"):
+        return ""
+    ratio = (top.get("scoring_cost") or 0) / max(1, chosen.get("scoring_cost") or 1)
+    return (f"  chosen by model_selection: one_se: the cheapest to score of {sel.get('eligible')} candidates "
+            f"within one standard error ({sel.get('standard_error', 0):.4f}) of the top {primary}, "
+            f"{top.get('pipeline')} ({_f(top.get('score'))}), at {ratio:.1f}x less scoring cost "
+            f"({_cost(chosen.get('scoring_cost'))} vs {_cost(top.get('scoring_cost'))} leaves); "
+            f"model_selection: best picks the top score")
+
+
+def _cost(v: Any) -> str:
+    return f"{int(v):,}" if isinstance(v, int | float) else "-"
 
 
 def _threshold_table(thr: dict[str, Any]) -> str:

@@ -39,7 +39,7 @@ class TrainResult:
 
 
 def with_overrides(settings: AutoMLSettings, *, experiment: str | None = None, time_budget: float | None = None,
-                   max_trials: int | None = None) -> AutoMLSettings:
+                   max_trials: int | None = None, model_selection: str | None = None) -> AutoMLSettings:
     """Apply CLI overrides, validated like the YAML file."""
     if time_budget is not None and time_budget <= 0:
         raise OpmlError(f"time budget must be positive (got {time_budget:g})", "pass --time-budget SECONDS > 0")
@@ -52,6 +52,8 @@ def with_overrides(settings: AutoMLSettings, *, experiment: str | None = None, t
         updates["experiment_timeout_seconds"] = time_budget
     if max_trials is not None:
         updates["max_trials"] = max_trials
+    if model_selection is not None:
+        updates["model_selection"] = model_selection
     return AutoMLSettings.model_validate(settings.model_dump() | updates) if updates else settings
 
 
@@ -101,6 +103,7 @@ def train(ws: Workspace, settings: AutoMLSettings, *, data: str | None = None,
             )
             tracker.finish("FINISHED", metrics={f"best_{k}": v for k, v in best.metrics.items()},
                            tags={"opml.best_pipeline": best.pipeline_name, "opml.best_child_run": child,
+                                 "opml.model_selection": settings.model_selection,
                                  "opml.registered_model": model.ref},
                            artifacts=artifacts)
         artifacts_dir = uri_to_path(tracker.client.get_run(tracker.parent_id).info.artifact_uri)
@@ -144,7 +147,8 @@ def _write_artifacts(result: Any, out: Path) -> list[Path]:
 
 def _trial_row(t: Any) -> dict[str, Any]:
     return {"iteration": t.iteration, "pipeline": t.pipeline_name, "algorithm": t.algorithm,
-            "metrics": plain(t.metrics), "duration_s": round(float(t.duration_s), 3)}
+            "metrics": plain(t.metrics), "scoring_cost": int(t.scoring_cost),
+            "duration_s": round(float(t.duration_s), 3)}
 
 
 def _summary(result: Any, settings: AutoMLSettings, tracker: Tracker, model: RegisteredModel,
@@ -166,6 +170,7 @@ def _summary(result: Any, settings: AutoMLSettings, tracker: Tracker, model: Reg
         "best": {"pipeline": result.best.pipeline_name, "metrics": plain(result.best.metrics),
                  "per_class": plain(getattr(result.best, "per_class", None)),
                  "confusion_matrix": plain(getattr(result.best, "confusion_matrix", None))},
+        "selection": plain(getattr(result, "selection", {})),
         "threshold": plain(result.threshold),
         "feature_importance": plain(result.feature_importance)[:20],
         "timings": plain(getattr(result, "timings", {})),
