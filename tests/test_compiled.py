@@ -17,7 +17,8 @@ import pytest
 from opml.automl.ensemble import StackModel, VotingModel
 from opml.automl.model import OpmlClassifier
 from opml.automl.pipeline import CandidatePipeline
-from opml.serving import treecompile
+from opml.serving import reader, treecompile
+from opml.serving.cbuild import Library
 from opml.serving.compiled import compile_model
 from opml.serving.scorer import schema_columns
 
@@ -91,6 +92,12 @@ def _check(model: OpmlClassifier, data, *, trees: bool = True, singles: int = 15
     assert got.shape == ref.shape
     assert np.abs(got - ref).max() < TOL, (scorer.inference, np.abs(got - ref).max())
     assert scorer.labels(got) == ref_labels
+    # the endpoint's path: records -> read (the C record reader for batches) -> predict_batch
+    records = [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
+    batch = scorer.read(records)
+    assert isinstance(batch, np.ndarray) == ("C record reader" in scorer.inference)
+    assert np.abs(scorer.predict_batch(batch) - ref).max() < TOL
+    assert np.abs(scorer.predict_batch(scorer.read(records[:3])) - ref[:3]).max() < TOL
     # small batches and single rows take the row-by-row featurizer and the tree walker
     odd = list(range(len(full) - 60, len(full)))
     for rows in (odd[:7], odd[7:19], list(range(0, 40))):
@@ -170,15 +177,19 @@ def test_no_compiler_degrades_to_booster(data, monkeypatch, tmp_path):
     model = _fit(CandidatePipeline("LightGBM", LGBM, scaler="MaxAbsScaler", n_jobs=1), data)
     monkeypatch.setenv("OPML_NO_CC", "1")
     monkeypatch.setenv("OPML_KERNEL_CACHE", str(tmp_path))  # nothing cached there
-    monkeypatch.setattr(treecompile, "_lib", None)
-    monkeypatch.setattr(treecompile, "_lib_error", None)
+    monkeypatch.setattr(treecompile, "_library", Library(treecompile._load))  # forget the loaded libraries
+    monkeypatch.setattr(reader, "_library", Library(reader._load))
     columns, example = schema_columns(model)
     scorer = compile_model(model, "test:1", columns, example)
     assert scorer.engines[0].startswith("booster (no C compiler"), scorer.inference
-    assert "no C compiler" in scorer.inference
+    assert "batches: Python record reader (no C compiler (gcc) to build the record reader)" in scorer.inference
     _, _, full = data
-    got = scorer.predict_proba(_cols(full, columns))
+    cols = _cols(full, columns)
+    got = scorer.predict_proba(cols)
     assert np.abs(got - model.predict_proba(full)).max() < TOL
+    records = [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
+    batch = scorer.read(records)
+    assert isinstance(batch, dict) and np.abs(scorer.predict_batch(batch) - got).max() == 0.0
 
 
 def test_unsupported_raises_not_implemented(data):

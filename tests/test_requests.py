@@ -1,12 +1,15 @@
-"""Request checking (opml/serving/requests.py): the batch fast path and the row-by-row errors it defers to."""
+"""Request checking: requests.columnar (Python) and reader.RecordReader (C), and the row-by-row errors both defer to."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from opml.serving.reader import RecordReader
 from opml.serving.requests import Column, RequestError, columnar
 
 COLUMNS = [Column("age", "numeric"), Column("job", "categorical"), Column("euribor3m", "numeric")]
+LOOKUPS = {"job": {"admin.": 0, "technician": 1}}
 
 
 def _records(n: int) -> list[dict]:
@@ -36,12 +39,29 @@ def test_valid_batch_is_transposed_in_schema_order():
     (lambda r: [r["age"], r["job"], r["euribor3m"]], "record 57 is not an object of column: value pairs"),
     (lambda r: "age=41", "record 57 is not an object of column: value pairs"),
 ])
-def test_a_bad_record_deep_in_a_batch_is_named(change, message):
+@pytest.mark.parametrize("check", ["columnar", "reader"])
+def test_a_bad_record_deep_in_a_batch_is_named(change, message, check):
     recs = _records(100)
     recs[57] = change(recs[57])
+    read = (lambda r: columnar(r, COLUMNS)) if check == "columnar" else RecordReader(COLUMNS, LOOKUPS).read
     with pytest.raises(RequestError) as err:
-        columnar(recs, COLUMNS)
+        read(recs)
     assert err.value.status == 422 and err.value.message == message
+
+
+def test_the_c_reader_reads_numbers_nulls_and_category_codes():
+    recs = _records(100)
+    recs[3]["job"] = "astronaut"  # unseen: -1, like null
+    recs[4]["age"] = 2**62 + 1  # a big int reads as float() reads it
+    M = RecordReader(COLUMNS, LOOKUPS).read(recs)
+    assert M.shape == (3, 100)
+    assert M[0].tolist() == [float(r["age"]) for r in recs]
+    assert M[1].tolist() == [float(LOOKUPS["job"].get(r["job"], -1)) for r in recs]
+    expected = [np.nan if r["euribor3m"] is None else r["euribor3m"] for r in recs]
+    assert np.array_equal(M[2], np.array(expected), equal_nan=True)
+    assert RecordReader(COLUMNS, {}).read(recs)[1].tolist() == [-1.0] * 100  # no table: every level unseen
+    with pytest.raises(RequestError, match="list of records"):
+        RecordReader(COLUMNS, LOOKUPS).read(tuple(recs))
 
 
 def test_single_column_schema():

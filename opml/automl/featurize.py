@@ -67,7 +67,8 @@ def check_columns(X: pd.DataFrame, expected: Any) -> None:
 
 def level_codes(col: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Index of each value among the sorted fitted `values` (len(values) when unseen or missing)."""
-    pos = np.searchsorted(values, col).clip(0, len(values) - 1)
+    pos = np.searchsorted(values, col)
+    np.minimum(pos, len(values) - 1, out=pos)  # (searchsorted is never negative; .clip costs more per call)
     return np.where(values[pos] == col, pos, len(values))
 
 

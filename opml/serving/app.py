@@ -10,13 +10,14 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
 from opml.serving.keys import KeyChecker
 from opml.serving.metrics import Metrics
-from opml.serving.requests import Column, RequestError, columnar, parse
+from opml.serving.requests import Column, RequestError, parse
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -32,19 +33,21 @@ class Scorer(Protocol):
     classes: list[str]
     inference: str  # "compiled" or "fallback: <why>"
 
-    def predict_proba(self, cols: dict[str, list[Any]]) -> Any: ...
+    def read(self, records: list[Any]) -> Any: ...  # checked records (RequestError names a bad one)
+
+    def predict_batch(self, batch: Any) -> Any: ...  # probabilities of what read() returned
 
     def labels(self, proba: Any) -> list[str]: ...
 
 
 class ScoringApp:
     def __init__(self, scorer: Scorer, *, keys: KeyChecker | None, max_request_bytes: int, openapi: bytes,
-                 telemetry: Any = None) -> None:
+                 telemetry: Any = None, metrics_dir: Path | None = None) -> None:
         self.scorer = scorer
         self.keys = keys
         self.max_bytes = max_request_bytes
         self.openapi = openapi
-        self.metrics = Metrics(scorer.model_ref)
+        self.metrics = Metrics(scorer.model_ref, metrics_dir)  # shared by the workers when given
         self.telemetry = telemetry  # opml.serving.telemetry.Telemetry or None
         self.health = orjson.dumps({"status": "Healthy", "model": scorer.model_ref, "classes": scorer.classes,
                                     "inference": scorer.inference, "auth_enabled": keys is not None})
@@ -104,11 +107,11 @@ class ScoringApp:
             return 400, _error(f"malformed JSON: {exc}"), 0, None
         try:
             req = parse(doc)
-            cols = columnar(req.records, self.scorer.columns)
+            batch = self.scorer.read(req.records)
         except RequestError as exc:
             return exc.status, _error(exc.message), 0, None
         try:
-            proba = self.scorer.predict_proba(cols)
+            proba = self.scorer.predict_batch(batch)
             if req.method == "predict_proba":
                 result: Any = proba.tolist()
             else:

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from opml.automl.featurize import onehot
-from opml.serving.requests import Column
+from opml.automl.featurize import level_codes, onehot
+from opml.serving.requests import Column, columnar
 
 _EXACT_SCALERS = ("MaxAbsScaler", "StandardScaler", "MinMaxScaler", "RobustScaler", "Normalizer")
 
@@ -125,34 +125,50 @@ class FeatureBlock:
 
     # ---- column by column (larger requests) ------------------------------------------------------
     def _columns(self, cols: dict[str, Sequence[Any]], n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        num = np.empty((len(self.numeric), n))
+        for j, c in enumerate(self.numeric):
+            num[j] = np.array(cols[c], dtype=np.float64)  # None reads as NaN
+        codes = np.empty((n, len(self.categorical)))
+        for j, c in enumerate(self.categorical):
+            codes[:, j] = np.fromiter(map(self.lookup[c].get, cols[c], repeat(-1)), np.float64, n)
+        return self._assemble(num, codes, n)
+
+    def from_matrix(self, M: np.ndarray, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        """compute() over a RecordReader matrix (columns x rows; categorical rows hold codes under `lookup`)."""
+        n = M.shape[1]
+        num = M[[index[c] for c in self.numeric]] if self.numeric else np.empty((0, n))
+        codes = M[[index[c] for c in self.categorical]].T if self.categorical else np.empty((n, 0))
+        return self._assemble(num, codes, n)
+
+    def _assemble(self, num: np.ndarray, codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The block from raw numbers (numeric columns x rows, NaN: missing) and category codes (rows x columns)."""
         dense = np.empty((n, self.n_dense))
-        num = [np.array(cols[c], dtype=np.float64) for c in self.numeric]  # None reads as NaN
-        missing = [np.isnan(v) for v in num]
-        for j, (v, nan) in enumerate(zip(num, missing, strict=True)):
-            dense[:, j] = np.where(nan, self.medians[j], v)
-        at = len(num)
+        nn = len(self.numeric)
+        missing = np.isnan(num)
+        if nn:
+            dense[:, :nn] = np.where(missing, self.medians[:, None], num).T
+        at = nn
         for i in self.indicators:
             dense[:, at] = missing[i]
             at += 1
-        # frequency tables: dict lookups on the request's own values (a level matches by ==, so 1 finds
-        # 1.0; None and unseen values get 0.0, as NaN does in the Featurizer)
-        raw = [cols[self.numeric[i]] for i, _, _, _ in self.freq_dicts]
-        for (_, table, _, _), values in zip(self.freq_dicts, raw, strict=True):
-            dense[:, at] = np.fromiter(map(table.get, values, repeat(0.0)), np.float64, n)
+        # frequency tables: the Featurizer's own searchsorted + equality on the raw values (NaN: unseen)
+        level_list = []
+        for i, values, freq in self.freq:
+            levels = level_codes(num[i], values)
+            dense[:, at] = freq[levels]
+            level_list.append(levels)
             at += 1
         if self.joint is not None:
             uniq, freq, radices = self.joint
             key = np.zeros(n, dtype=np.int64)
-            for (_, _, index, miss), values, radix in zip(self.freq_dicts, raw, radices, strict=True):
-                key = key * radix + np.fromiter(map(index.get, values, repeat(miss)), np.int64, n)
-            pos = np.searchsorted(uniq, key).clip(0, len(uniq) - 1)
+            for levels, radix in zip(level_list, radices, strict=True):
+                key = key * radix + levels
+            pos = np.searchsorted(uniq, key)
+            np.minimum(pos, len(uniq) - 1, out=pos)
             dense[:, at] = np.where(uniq[pos] == key, freq[pos], 0.0)
             at += 1
         if not self.categorical:
             return dense, None
-        codes = np.empty((n, len(self.categorical)))
-        for j, c in enumerate(self.categorical):
-            codes[:, j] = np.fromiter(map(self.lookup[c].get, cols[c], repeat(-1)), np.float64, n)
         if not self.onehot:
             return dense, codes
         for j, c in enumerate(self.categorical):
@@ -412,8 +428,8 @@ class CompiledScorer:
             single = CompiledPipeline(inner, blocks, trees=trees)
             members = [single]
 
-            def one(cols: dict[str, Sequence[Any]], n: int) -> np.ndarray:
-                return single.predict_proba(cols, n)
+            def one(cols: dict[str, Sequence[Any]], n: int, memo: dict | None = None) -> np.ndarray:
+                return single.predict_proba(cols, n, memo)
             self._proba = one
             what = inner.name
         elif isinstance(inner, VotingModel):
@@ -421,8 +437,8 @@ class CompiledScorer:
             weights = [float(w) for w in inner.weights_]
             pairs = list(zip(weights, members, strict=True))
 
-            def voting(cols: dict[str, Sequence[Any]], n: int) -> np.ndarray:
-                memo: dict = {}
+            def voting(cols: dict[str, Sequence[Any]], n: int, memo: dict | None = None) -> np.ndarray:
+                memo = {} if memo is None else memo
                 out = None
                 for w, m in pairs:
                     p = w * m.predict_proba(cols, n, memo)
@@ -434,8 +450,8 @@ class CompiledScorer:
             members = [CompiledPipeline(m, blocks, trees=trees) for m in inner.members_]
             coef, intercept = inner.coef_, inner.intercept_
 
-            def stack(cols: dict[str, Sequence[Any]], n: int) -> np.ndarray:
-                memo: dict = {}
+            def stack(cols: dict[str, Sequence[Any]], n: int, memo: dict | None = None) -> np.ndarray:
+                memo = {} if memo is None else memo
                 return meta_proba(_stack_features([m.predict_proba(cols, n, memo) for m in members]), coef, intercept)
             self._proba = stack
             what = f"StackEnsemble of {len(members)}"
@@ -446,11 +462,28 @@ class CompiledScorer:
         self._threshold = None if threshold is None or len(self.classes) != 2 else float(threshold)
         engines = sorted({m.engine for m in members})
         self.engines = [m.engine for m in members]
-        self.inference = f"compiled ({what}; models: {', '.join(engines)}; {len(blocks)} shared feature block(s))"
+        self._blocks = list(blocks.values())
+        self._reader, why = _reader(columns, self._blocks)
+        batches = "C record reader" if self._reader is not None else f"Python record reader ({why})"
+        self.inference = (f"compiled ({what}; models: {', '.join(engines)}; {len(blocks)} shared feature block(s); "
+                          f"batches: {batches})")
 
     def predict_proba(self, cols: dict[str, Sequence[Any]]) -> np.ndarray:
         n = len(next(iter(cols.values()))) if cols else 0
         return self._proba(cols, n)
+
+    def read(self, records: list[Any]) -> Any:
+        """Checked request records, ready for predict_batch (RequestError names a bad record)."""
+        if self._reader is not None and len(records) > SMALL_BATCH:
+            return self._reader.read(records)
+        return columnar(records, self.columns)
+
+    def predict_batch(self, batch: Any) -> np.ndarray:
+        if isinstance(batch, np.ndarray):  # a RecordReader matrix: every block computed from it up front
+            index = self._reader.index
+            memo = {id(b): b.from_matrix(batch, index) for b in self._blocks}
+            return self._proba(None, batch.shape[1], memo)
+        return self.predict_proba(batch)
 
     def labels(self, proba: np.ndarray) -> list[str]:
         if self._threshold is not None:
@@ -458,6 +491,21 @@ class CompiledScorer:
         else:
             idx = np.argmax(proba, axis=1)
         return self._labels[idx].tolist()
+
+
+def _reader(columns: list[Column], blocks: list[FeatureBlock]) -> tuple[Any, str]:
+    """(RecordReader, "") when every feature block codes categories the same way, else (None, why)."""
+    lookups: dict[str, dict[str, int]] = {}
+    for block in blocks:
+        for c, table in block.lookup.items():
+            if lookups.setdefault(c, table) != table:
+                return None, f"feature blocks code {c!r} differently"
+    try:
+        from opml.serving.reader import RecordReader
+
+        return RecordReader(columns, lookups), ""
+    except NotImplementedError as why:
+        return None, str(why)
 
 
 def compile_model(model: Any, model_ref: str, columns: list[Column], example: dict[str, Any], *,

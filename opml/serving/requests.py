@@ -92,11 +92,11 @@ def columnar(records: list[Any], columns: list[Column]) -> dict[str, Sequence[An
                 break
         else:
             return dict(zip(names, cols, strict=True))
-    _explain(records, columns)
-    raise AssertionError("unreachable: the row check found no problem in a batch the fast check refused")
+    explain(records, columns)
+    raise RequestError(422, "a record does not match the input schema")  # explain() names it; a safety net
 
 
-def _explain(records: list[Any], columns: list[Column]) -> None:
+def explain(records: list[Any], columns: list[Column]) -> None:
     """Raise a RequestError naming the first bad record (row by row, only for refused batches)."""
     names = [c.name for c in columns]
     expected = set(names)

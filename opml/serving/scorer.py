@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from opml.serving.requests import Column
+from opml.serving.requests import Column, columnar
 from opml.workspace.workspace import Workspace
 
 
@@ -34,6 +34,12 @@ class ModelScorer:
     def predict_proba(self, cols: dict[str, list[Any]]) -> np.ndarray:
         frame = self._pd.DataFrame({c.name: _column(cols[c.name], c.kind) for c in self.columns})
         return np.asarray(self.model.predict_proba(frame), dtype=np.float64)
+
+    def read(self, records: list[Any]) -> dict[str, Any]:
+        return columnar(records, self.columns)
+
+    def predict_batch(self, batch: dict[str, Any]) -> np.ndarray:
+        return self.predict_proba(batch)
 
     def labels(self, proba: np.ndarray) -> list[str]:
         return self._labels[self._decide(proba)].tolist()
@@ -76,5 +82,7 @@ def load_scorer(ws: Workspace, model_ref: str) -> Any:
         scorer = compile_model(model, reg.ref, columns, example)
     except NotImplementedError as why:
         scorer = ModelScorer(model, reg.ref, columns, example, f"fallback: {why}")
-    scorer.labels(scorer.predict_proba({c.name: [example.get(c.name)] for c in columns}))  # warm up
+    record = {c.name: example.get(c.name) for c in columns}
+    for n in (1, 32):  # warm up (and check) the one-row and the batch paths before taking traffic
+        scorer.labels(scorer.predict_batch(scorer.read([dict(record) for _ in range(n)])))
     return scorer

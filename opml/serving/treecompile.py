@@ -1,8 +1,8 @@
 """Tree ensembles (LightGBM, XGBoost, sklearn forests) flattened into tables and scored by a small C kernel.
 
 The C source (`_KERNEL`) knows nothing about a particular model: it is compiled once per machine with
-gcc (-O3 -march=native, cached under ~/.cache/opml/kernels by the hash of source, compiler and CPU
-flags) and every model is just arrays handed to it. Two entry points:
+gcc by opml.serving.cbuild (-O3 -march=native, cached on disk) and every model is just arrays handed
+to it. Two entry points:
 
 - `opml_forest_predict`: walks each (tree, row) down the node table; best for a few rows.
 - `opml_forest_predict_qs`: boosted trees of at most 64 leaves, QuickScorer-style: every node is
@@ -27,17 +27,12 @@ compiler (`kernel()` raises NotImplementedError with the reason).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
-import os
-import shutil
-import subprocess
-import tempfile
-import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from opml.serving.cbuild import Library, build
 
 MODE_LGBM, MODE_SKLEARN, MODE_XGB = 0, 1, 2
 F_NAN_LEFT, F_CAT, F_CAT_INVERT = 1, 2, 4
@@ -250,82 +245,13 @@ class _Forest(ctypes.Structure):
 
 
 # ---- the compiled kernel ------------------------------------------------------------------------------
-_lock = threading.Lock()
-_lib: Any = None
-_lib_error: str | None = None
-
-
-def cache_dir() -> Path:
-    """Where the built kernel is kept: $OPML_KERNEL_CACHE, else the user's cache, else the temp folder."""
-    if os.environ.get("OPML_KERNEL_CACHE"):
-        return Path(os.environ["OPML_KERNEL_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "opml" / "kernels"
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-        if os.access(base, os.W_OK):
-            return base
-    except OSError:
-        pass
-    return Path(tempfile.gettempdir()) / f"opml-kernels-{os.getuid()}"
-
-
 def kernel() -> Any:
     """The loaded C kernel (compiled on first use, then cached on disk); NotImplementedError when impossible."""
-    global _lib, _lib_error
-    with _lock:
-        if _lib is None and _lib_error is None:
-            try:
-                _lib = _load()
-            except NotImplementedError as why:
-                _lib_error = str(why)
-        if _lib is None:
-            raise NotImplementedError(_lib_error)
-        return _lib
-
-
-def _cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith(("flags", "Features")):
-                    return line
-    except OSError:
-        pass
-    return ""
-
-
-# No -ffast-math: comparisons and sums must stay IEEE-exact (and no FMA contraction either).
-_FLAGS = (["-O3", "-march=native", "-ffp-contract=off"], ["-O2", "-ffp-contract=off"])
+    return _library.get()
 
 
 def _load() -> Any:
-    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
-    if os.environ.get("OPML_NO_CC"):
-        cc = None
-    # the cache key covers the source, the compiler and this CPU (-march=native code is CPU-specific)
-    digest = hashlib.sha256("\0".join([_KERNEL, str(cc), _cpu_flags(), repr(_FLAGS)]).encode()).hexdigest()[:16]
-    target = cache_dir() / f"forest-{digest}.so"
-    if not target.is_file():
-        if cc is None:
-            raise NotImplementedError("no C compiler (gcc) to build the tree kernel")
-        errors = []
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-                src = Path(tmp, "forest.c")
-                src.write_text(_KERNEL)
-                so = Path(tmp, "forest.so")
-                for flags in _FLAGS:
-                    done = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", str(so), str(src)],
-                                          capture_output=True, text=True, timeout=120)
-                    if done.returncode == 0:
-                        break
-                    errors.append(done.stderr.strip()[:300])
-                else:
-                    raise NotImplementedError(f"{cc} failed to build the tree kernel: {errors[-1]}")
-                os.replace(so, target)  # atomic: concurrent workers see a whole file or none
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise NotImplementedError(f"cannot build the tree kernel: {exc}") from exc
+    target = build("forest", _KERNEL, what="tree kernel")
     try:
         lib = ctypes.CDLL(str(target))
     except OSError as exc:
@@ -337,6 +263,9 @@ def _load() -> Any:
     qs.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
     qs.restype = None
     return walk, qs
+
+
+_library = Library(_load)
 
 
 # ---- flattening -----------------------------------------------------------------------------------------
