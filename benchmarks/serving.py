@@ -1,6 +1,7 @@
 """Serving throughput: opml's endpoint vs `mlflow models serve` vs a do-nothing Starlette app, side by side.
 
-All three servers are started here, on 127.0.0.1, and measured with Apache Bench in one run:
+All three servers are started here, on 127.0.0.1, with the same number of worker processes (configs/
+deploy.yaml's `workers`, or --workers), and measured with Apache Bench in one run:
 single-row payload, -c 8, keep-alive off; then opml with 100-row payloads (rows/s). Also times
 one-row scoring in-process: the model's predict_proba on a DataFrame vs the compiled scorer.
 
@@ -95,12 +96,12 @@ def main() -> None:
                     help="train with this rule (default: configs/automl.yaml's, one_se)")
     ap.add_argument("-n", type=int, default=20_000, help="requests for opml and the do-nothing server")
     ap.add_argument("--mlflow-n", type=int, default=1_000, help="requests for mlflow models serve")
-    ap.add_argument("--workers", type=int, default=1, help="opml endpoint worker processes")
+    ap.add_argument("--workers", type=int, help="opml endpoint worker processes (default: configs/deploy.yaml's)")
     args = ap.parse_args()
 
     import pandas as pd
 
-    from opml.config import DeployConfig
+    from opml.config import deploy_config
     from opml.serving.endpoints import delete as delete_endpoint
     from opml.serving.endpoints import deploy, endpoint_keys
     from opml.training.models import get_model, load_model
@@ -139,7 +140,10 @@ def main() -> None:
     results: dict[str, dict] = {}
     # ---- opml endpoint ----------------------------------------------------------------------------
     name = f"bench-{os.getpid()}"
-    ep = deploy(ws, reg.ref, DeployConfig(name=name, port=free_port(), workers=args.workers), name)
+    settings = deploy_config(REPO / "configs")
+    args.workers = args.workers or settings.workers
+    ep = deploy(ws, reg.ref, settings.model_copy(update={"name": name, "port": free_port(), "workers": args.workers}),
+                name)
     key = endpoint_keys(ws, name)["primary"]
     try:
         wait_http(ep.scoring_uri, one, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
@@ -152,7 +156,7 @@ def main() -> None:
     # ---- mlflow models serve on the same model -----------------------------------------------------
     port = free_port()
     mlflow_proc = start([sys.executable, "-m", "mlflow", "models", "serve", "-m", reg.path, "--env-manager",
-                         "local", "--host", "127.0.0.1", "-p", str(port), "-w", "1"])
+                         "local", "--host", "127.0.0.1", "-p", str(port), "-w", str(args.workers)])
     mlflow_body = json.dumps({"dataframe_records": json.loads(row.to_json(orient="records"))}).encode()
     try:
         url = f"http://127.0.0.1:{port}/invocations"
@@ -167,7 +171,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         Path(d, "noop_app.py").write_text(NOOP_APP)
         noop = start([sys.executable, "-m", "uvicorn", "noop_app:app", "--host", "127.0.0.1", "--port", str(port),
-                      "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+                      "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+                      "--workers", str(args.workers)],
                      env={"PYTHONPATH": d})
         try:
             url = f"http://127.0.0.1:{port}/score"
@@ -179,7 +184,8 @@ def main() -> None:
 
     ws.close()
     base = results["mlflow models serve"]["requests_per_second"]
-    print(f"\nApache Bench, 127.0.0.1, -c 8, keep-alive off ({os.cpu_count()} cores; opml workers: {args.workers})")
+    print(f"\nApache Bench, 127.0.0.1, -c 8, keep-alive off ({os.cpu_count()} cores; "
+          f"{args.workers} worker process(es) for each server)")
     print(f"{'server':<24}{'requests':>9}{'req/s':>10}{'rows/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
           f"{'failed':>8}{'non-2xx':>8}{'x mlflow':>10}")
     for label, r in results.items():

@@ -303,6 +303,23 @@ def test_benchmark_sh_script(live):
     assert key not in res.stdout + res.stderr
 
 
+def test_workers_sharing_a_telemetry_log_lose_no_line(tmp_path):
+    from opml.serving.telemetry import JsonLines
+
+    path = tmp_path / "ep.telemetry.jsonl"
+    workers = [JsonLines(path, max_bytes=3_000, backups=100) for _ in range(2)]  # two processes' writers
+    for i in range(3000):
+        workers[i % 2].write({"request_id": f"r{i}", "pad": "x" * 40})
+    for w in workers:
+        w.close()
+    files = sorted(tmp_path.iterdir(), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+    ids = [json.loads(ln)["request_id"] for f in files for ln in f.read_text().splitlines()]
+    assert sorted(ids) == sorted(f"r{i}" for i in range(3000))  # every line once, none lost or doubled
+    line = len(files[0].read_text().splitlines()[0]) + 1
+    assert len(files) > 10  # it did rotate, often, and no file outgrew what two workers write between checks
+    assert all(f.stat().st_size <= 3_000 + 2 * 64 * line for f in files)
+
+
 def test_telemetry_log_rotates_by_size(tmp_path):
     from opml.serving.telemetry import JsonLines
 

@@ -164,8 +164,9 @@ def test_unseen_category_and_nulls_are_scored(deployed, bank_csv):
     assert np.abs(np.asarray(r.json()["Results"]) - expected).max() < 1e-6
 
 
-def test_swagger_and_metrics(deployed):
-    _, ep = deployed
+def test_swagger_and_metrics(deployed, bank_csv):
+    proj, ep = deployed
+    assert post(ep, {"data": records(bank_csv, 3)}, keys(proj)["primaryKey"]).status_code == 200
     spec = requests.get(ep["swagger_uri"], timeout=5).json()
     assert spec["openapi"].startswith("3.") and "/score" in spec["paths"]
     assert spec["components"]["securitySchemes"]["Bearer"]["scheme"] == "bearer"
@@ -311,21 +312,44 @@ def _group(pgid: int) -> list[int]:
     return pids
 
 
-def test_workers_share_the_port_and_stop_together(deployed, bank_csv):
-    proj, _ = deployed
-    proj.set_config("deploy.yaml", workers=2)
-    try:
-        ep = json.loads(proj.ok("deploy", "--best", "--name", "multi", "--json").stdout)
-    finally:
-        proj.set_config("deploy.yaml", workers=1)
+def _deploy_two_workers(proj: Project, name: str) -> dict:
+    ep = json.loads(proj.ok("deploy", "--best", "--name", name, "--json").stdout)  # workers: 2 (deploy.yaml)
+    assert ep["settings"]["workers"] == 2
     deadline = time.monotonic() + 30
     while len(_group(ep["pid"])) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert len(_group(ep["pid"])) == 2
+    return ep
+
+
+def test_workers_share_the_port_and_stop_together(deployed, bank_csv):
+    proj, _ = deployed
+    ep = _deploy_two_workers(proj, "multi")
     key = keys(proj, "multi")["primaryKey"]
     assert all(post(ep, {"data": records(bank_csv, 1)}, key).status_code == 200 for _ in range(20))
+    # /metrics sums both workers' counters, whichever worker answers; each worker took connections
+    shared = proj.ws / "run" / "endpoints" / f"multi.{ep['pid']}.metrics"
+    per_worker = [np.fromfile(f)[0] for f in shared.glob("*.bin")]  # slot 0: POST /score -> 200
+    assert len(per_worker) == 2 and all(n > 0 for n in per_worker) and sum(per_worker) == 20
+    for _ in range(4):
+        text = requests.get(ep["scoring_uri"].rsplit("/", 1)[0] + "/metrics", timeout=5).text
+        assert re.search(r'opml_requests_total\{[^}]*path="/score",status="200"\} 20\n', text), text
+        assert re.search(r"opml_rows_scored_total\{[^}]*\} 20\n", text)
     proj.ok("endpoint", "delete", "multi")
     deadline = time.monotonic() + 15
     while _group(ep["pid"]) and time.monotonic() < deadline:
         time.sleep(0.2)
+    assert _group(ep["pid"]) == [] and not shared.exists()
+    assert not list((proj.ws / "run" / "endpoints").glob("multi.*.*"))  # ready files and counters cleaned up
+
+
+def test_workers_stop_when_the_endpoint_process_is_killed(deployed):
+    proj, _ = deployed
+    ep = _deploy_two_workers(proj, "orphans")
+    os.kill(ep["pid"], signal.SIGKILL)  # a crash of the process deploy started: no worker may keep the port
+    deadline = time.monotonic() + 15
+    while _group(ep["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert _group(ep["pid"]) == []
+    assert json.loads(proj.ok("endpoint", "show", "orphans", "--json").stdout)["state"] == "Stopped"
+    proj.ok("endpoint", "delete", "orphans")

@@ -13,6 +13,8 @@ import json
 import logging
 import logging.config
 import os
+import shutil
+import signal
 import socket
 import sys
 import time
@@ -58,10 +60,48 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-auth", action="store_true")
     args = ap.parse_args(argv)
 
+    parent = os.getpid()
+    args.metrics_dir = metrics_dir(args.workspace, args.name, parent)
+    _clear_stale_metrics(args.workspace)
     for _ in range(args.workers - 1):  # fork before loading anything: OpenMP state must not cross a fork
         if os.fork() == 0:
+            _die_with(parent)
             break
-    return serve(args)
+    try:
+        return serve(args)
+    finally:
+        if os.getpid() == parent:
+            shutil.rmtree(args.metrics_dir, ignore_errors=True)
+
+
+def metrics_dir(root: Path, name: str, parent: int) -> Path:
+    """Where the workers of one endpoint process share their counters (see opml.serving.metrics)."""
+    return root / "run" / "endpoints" / f"{name}.{parent}.metrics"
+
+
+def _clear_stale_metrics(root: Path) -> None:
+    """Drop the counter folders of endpoint processes that are gone (killed, so never cleaned up)."""
+    for d in (root / "run" / "endpoints").glob("*.metrics"):
+        try:
+            os.kill(int(d.name.rsplit(".", 2)[-2]), 0)
+        except (ValueError, IndexError):
+            continue
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
+def _die_with(parent: int) -> None:
+    """A worker stops when the process that forked it dies (even by SIGKILL): no orphan keeps the port."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(0)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -85,7 +125,7 @@ def serve(args: argparse.Namespace) -> int:
                                auth_enabled=keys is not None, server_url=url)).encode()
     telemetry = Telemetry(args.workspace, args.name, scorer.model_ref)
     app = ScoringApp(scorer, keys=keys, max_request_bytes=args.max_request_bytes, openapi=openapi,
-                     telemetry=telemetry)
+                     telemetry=telemetry, metrics_dir=getattr(args, "metrics_dir", None))
     ws.close()
 
     sock = bind(args.host, args.port)
@@ -101,11 +141,15 @@ def serve(args: argparse.Namespace) -> int:
     logging.getLogger("opml.endpoint").info(
         "endpoint %s serving %s on %s (pid %d, %s, loaded in %.1f s)", args.name, scorer.model_ref, url, pid,
         scorer.inference, time.monotonic() - t0)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler in place before run():
+    # exit normally from there, so the clean-up below runs (with the default handler, it never did)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.run(sockets=[sock])
     finally:
         ready.unlink(missing_ok=True)
         telemetry.close()
+        app.metrics.close()
     return 0
 
 

@@ -51,17 +51,41 @@ class JsonLines:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.write(self._fd, (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode())
         self._writes += 1
-        if self._writes % 64 == 0 and os.fstat(self._fd).st_size > self.max_bytes:
+        if self._writes % 64 == 0:
+            self._check()
+
+    def _check(self) -> None:
+        """Rotate when over size; follow a rotation another worker did (its lines stay in the rotated file)."""
+        mine = os.fstat(self._fd)
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            current = None
+        if current is None or (current.st_ino, current.st_dev) != (mine.st_ino, mine.st_dev):
+            self.close()  # reopened on the next write
+        elif mine.st_size > self.max_bytes:
             self.rotate()
 
     def rotate(self) -> None:
+        """Shift NAME -> NAME.1 -> ... under a lock, so workers sharing the log rotate it once."""
+        import fcntl
+
         self.close()
-        for i in range(self.backups - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{i}")
-            if older.exists():
-                os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
-        if self.path.exists():
+        lock = os.open(self.path.parent, os.O_RDONLY)  # flock on the folder: no lock file to leave behind
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if os.stat(self.path).st_size <= self.max_bytes:
+                    return  # another worker rotated it first
+            except FileNotFoundError:
+                return
+            for i in range(self.backups - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{i}")
+                if older.exists():
+                    os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        finally:
+            os.close(lock)
 
     def close(self) -> None:
         if self._fd >= 0:
