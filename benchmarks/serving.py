@@ -116,8 +116,14 @@ def main() -> None:
         subprocess.run([*opml, "auth"], env=env, check=True, capture_output=True)
         print(f"training a model ({args.train_budget:.0f} s budget) ...", flush=True)
         rule = ["--model-selection", args.model_selection] if args.model_selection else []
-        subprocess.run([*opml, "train", "--data", str(DATA), "--time-budget", str(args.train_budget), *rule],
-                       env=env, check=True, capture_output=True)
+        done = subprocess.run([*opml, "train", "--data", str(DATA), "--time-budget", str(args.train_budget), *rule,
+                               "--json"], env=env, check=True, capture_output=True, text=True)
+        sel = json.loads(done.stdout)["selection"]
+        top, chosen = sel["top"], sel["chosen"]
+        print(f"model_selection {sel['rule']}: top score {top['pipeline']} {top['score']:.4f} "
+              f"({top['scoring_cost']:,} leaves); chosen {chosen['pipeline']} {chosen['score']:.4f} "
+              f"({chosen['scoring_cost']:,} leaves)"
+              + (f"; one standard error {sel['standard_error']:.4f}" if "standard_error" in sel else ""))
     ws = Workspace.open(root)
     reg = get_model(ws, args.model)
     df = pd.read_csv(DATA).drop(columns=["response"])
