@@ -69,3 +69,20 @@ def test_single_column_schema():
     assert list(cols["age"]) == [1, 2.5, None]
     with pytest.raises(RequestError, match="record 1: unknown column"):
         columnar([{"age": 1}, {"age": 2, "x": 1}], [Column("age", "numeric")])
+
+
+def test_the_c_reader_survives_a_key_that_mutates_the_batch():
+    """Parsed JSON never does this, but an in-process caller's str subclass could run code mid-read."""
+    recs: list[dict] = []
+
+    class Key(str):
+        def __eq__(self, other):
+            recs.clear()
+            return str.__eq__(self, other)
+
+        __hash__ = str.__hash__
+
+    recs.extend({Key("age"): 1} for _ in range(50))
+    with pytest.raises(RequestError) as err:
+        RecordReader([Column("age", "numeric")], {}).read(recs)
+    assert err.value.status == 422

@@ -34,31 +34,38 @@ Py_ssize_t opml_read_records(PyObject *records, PyObject *names, const int32_t *
                              double *out) {
     const Py_ssize_t n = PyList_GET_SIZE(records), m = PyTuple_GET_SIZE(names);
     for (Py_ssize_t i = 0; i < n; ++i) {
+        /* a key's __eq__ could run Python code (never for parsed JSON, whose keys are plain str): hold the
+           record, and stop if the list shrank under us */
+        if (i >= PyList_GET_SIZE(records)) return i;
         PyObject *rec = PyList_GET_ITEM(records, i);
         if (!PyDict_CheckExact(rec) || PyDict_GET_SIZE(rec) != m) return i;
-        for (Py_ssize_t j = 0; j < m; ++j) {
+        Py_INCREF(rec);
+        Py_ssize_t bad = -1;
+        for (Py_ssize_t j = 0; j < m && bad < 0; ++j) {
             PyObject *v = PyDict_GetItemWithError(rec, PyTuple_GET_ITEM(names, j));
             double *o = out + j * n + i;
-            if (v == NULL) { PyErr_Clear(); return i; }
-            if (kinds[j] == 0) {
+            if (v == NULL) { PyErr_Clear(); bad = i; }
+            else if (kinds[j] == 0) {
                 if (v == Py_None) *o = NAN;
                 else if (PyFloat_CheckExact(v)) *o = PyFloat_AS_DOUBLE(v);
                 else if (PyLong_CheckExact(v)) {
                     double d = PyLong_AsDouble(v);
-                    if (d == -1.0 && PyErr_Occurred()) { PyErr_Clear(); return i; }
-                    *o = d;
-                } else return i;
+                    if (d == -1.0 && PyErr_Occurred()) { PyErr_Clear(); bad = i; }
+                    else *o = d;
+                } else bad = i;
             } else {
                 if (v == Py_None) *o = -1.0;
                 else if (PyUnicode_CheckExact(v)) {
                     PyObject *code = PyDict_GetItemWithError(PyTuple_GET_ITEM(lookups, j), v);
                     if (code == NULL) {
-                        if (PyErr_Occurred()) { PyErr_Clear(); return i; }
-                        *o = -1.0;
+                        if (PyErr_Occurred()) { PyErr_Clear(); bad = i; }
+                        else *o = -1.0;
                     } else *o = (double)PyLong_AsLong(code);
-                } else return i;
+                } else bad = i;
             }
         }
+        Py_DECREF(rec);
+        if (bad >= 0) return bad;
     }
     return -1;
 }
