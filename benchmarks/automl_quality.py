@@ -186,7 +186,7 @@ def run_cli(data: Path, budget: float) -> dict:
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
     best = summary["best"]
     return {"wall_s": wall, "rss_mb": rss, "best": best["pipeline"], "auc": best["metrics"]["AUC_weighted"],
-            "trials": len(summary["leaderboard"]) + len(summary["failed_trials"])}
+            "trials": len(summary["leaderboard"]) + len(summary["failed_trials"]), "selection": summary["selection"]}
 
 
 def _fmt(v, spec: str = ".4f") -> str:
@@ -259,6 +259,11 @@ def main() -> None:
               f"wall {cli['wall_s']:.1f} s, peak RSS {cli['rss_mb']:.0f} MB, {cli['trials']} models, "
               f"best {cli['best']} AUC_weighted {cli['auc']:.4f}; "
               f"wall <= {args.budget * 1.1:g} s: {'PASS' if cli['wall_s'] <= args.budget * 1.1 else 'FAIL'}")
+        sel = cli["selection"]
+        top = sel["top"]
+        print(f"model_selection {sel['rule']}: top score {top['pipeline']} {top['score']:.4f} "
+              f"({top['scoring_cost']:,} leaves)"
+              + (f", one standard error {sel['standard_error']:.4f}" if "standard_error" in sel else ""))
 
 
 if __name__ == "__main__":
