@@ -232,3 +232,29 @@ def test_high_cardinality_categorical_parity(bank_csv):
         assert np.abs(scorer.predict_proba(cols) - ref).max() < TOL, algorithm
         for i in range(0, len(probe), 300):
             assert np.abs(scorer.predict_proba({k: [v[i]] for k, v in cols.items()}) - ref[i]).max() < TOL
+
+
+def test_lightgbm_category_codes_at_the_edges(bank_csv):
+    """Categorical splits read `(int)x` for x in (-1, 64) and send anything else right; the bitmask kernel
+    turns codes into bit rows, the walker tests the bitset: both must agree with LightGBM on odd values."""
+    import lightgbm as lgb
+
+    df = pd.read_csv(bank_csv).sample(8000, random_state=5)
+    y = (df.pop("response") == "yes").to_numpy()
+    num = df.select_dtypes("number").to_numpy(float)
+    cat = df.select_dtypes(exclude="number").apply(lambda s: s.astype("category").cat.codes).to_numpy(float)
+    X = np.hstack([cat, num])
+    booster = lgb.LGBMClassifier(n_estimators=40, num_leaves=31, min_child_samples=5, verbose=-1).fit(
+        X, y, categorical_feature=list(range(cat.shape[1]))).booster_
+    forest, _, _ = treecompile.lightgbm_forest(booster, X.shape[1])
+    assert forest._qs is not None and forest._qs[0].n_bit_feat > 0  # the bit-row path is in use
+    odd = np.array([-1.5, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 2.7, 3.0, 9.99, 62.9, 63.0, 63.99, 64.0, 65.0, 1e10,
+                    -1e10, np.inf, -np.inf, np.nan])
+    rng = np.random.default_rng(0)
+    Z = X[rng.integers(0, len(X), 400)].copy()
+    for j in range(cat.shape[1]):
+        Z[:, j] = np.where(rng.random(len(Z)) < 0.5, rng.choice(odd, len(Z)), Z[:, j])
+    want = booster.predict(Z, raw_score=True)
+    assert np.abs(forest.margins(Z)[:, 0] - want).max() == 0.0  # bitmask kernel, 400 rows
+    for i in range(0, len(Z), 7):
+        assert forest.margins(Z[i: i + 3])[:, 0].tolist() == want[i: i + 3].tolist()  # walker, 3 rows

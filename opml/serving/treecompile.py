@@ -105,7 +105,8 @@ typedef struct {
     const double *thr, *leaves;
     const uint64_t *mask, *bits;
     const uint32_t *cats;
-    int32_t n_trees, width, n_out, mode;
+    const int32_t *bit_feat;  /* LightGBM: features whose codes < 64 become bit rows (see below) */
+    int32_t n_trees, width, n_out, mode, n_bit_feat, n_features;
 } qs_t;
 
 typedef double v8d __attribute__((vector_size(64)));
@@ -153,7 +154,11 @@ static inline v8i cat_left(v8d x, uint64_t bits, int k, const int mode) {
 
 #define QSV(NAME, MODE, VR)                                                                              \
 static void NAME(const qs_t *f, const double *XT, int64_t n, int64_t from, int64_t to, double *out) { \
+    /* binary LightGBM: the block's sums stay in `acc` across trees (same order, fewer memory trips) */ \
+    const int one = MODE == 0 && f->width == 1 && f->n_out == 1;                                     \
     for (int64_t r0 = from; r0 < to; r0 += 8 * VR) {                                                 \
+        double acc[8 * VR];                                                                          \
+        if (one) for (int i = 0; i < 8 * VR; ++i) acc[i] = out[r0 + i];                              \
         for (int32_t t = 0; t < f->n_trees; ++t) {                                                   \
             const int32_t *seg = f->node_start + 4 * t;                                              \
             v8i m[VR];                                                                               \
@@ -170,7 +175,14 @@ static void NAME(const qs_t *f, const double *XT, int64_t n, int64_t from, int64
                 const int64_t mk = (int64_t)f->mask[j];                                              \
                 const uint64_t bits = f->bits[j];                                                    \
                 const int k = f->kind[j];                                                            \
-                for (int q = 0; q < VR; ++q) m[q] &= cat_left(load8(col + 8 * q), bits, k, MODE) | mk; \
+                if (MODE == 0) { /* feat[j] names the feature's bit row: one AND per row */           \
+                    const v8u set = (v8u){0} + bits;                                                 \
+                    for (int q = 0; q < VR; ++q) {                                                   \
+                        v8u b; __builtin_memcpy(&b, col + 8 * q, sizeof b);                          \
+                        m[q] &= (v8i)((b & set) != 0) | mk;                                          \
+                    }                                                                                \
+                } else                                                                               \
+                    for (int q = 0; q < VR; ++q) m[q] &= cat_left(load8(col + 8 * q), bits, k, MODE) | mk; \
             }                                                                                        \
             for (int32_t j = seg[3]; j < seg[4]; ++j) {                                              \
                 const double *col = XT + (int64_t)f->feat[j] * n + r0;                               \
@@ -195,7 +207,11 @@ static void NAME(const qs_t *f, const double *XT, int64_t n, int64_t from, int64
                 }                                                                                    \
             }                                                                                        \
             const int32_t g = f->group[t], l0 = f->leaf_start[t], w = f->width, n_out = f->n_out;   \
-            for (int q = 0; q < VR; ++q) {                                                           \
+            if (one) {                                                                               \
+                const double *lv0 = f->leaves + l0;                                                  \
+                for (int q = 0; q < VR; ++q)                                                         \
+                    for (int i = 0; i < 8; ++i) acc[8 * q + i] += lv0[__builtin_ctzll((uint64_t)m[q][i])]; \
+            } else for (int q = 0; q < VR; ++q) {                                                    \
                 for (int i = 0; i < 8; ++i) {                                                        \
                     const double *lv = f->leaves + (int64_t)(l0 + __builtin_ctzll((uint64_t)m[q][i])) * w; \
                     double *o = out + (r0 + 8 * q + i) * n_out + g;                                  \
@@ -204,6 +220,7 @@ static void NAME(const qs_t *f, const double *XT, int64_t n, int64_t from, int64
                 }                                                                                    \
             }                                                                                        \
         }                                                                                            \
+        if (one) for (int i = 0; i < 8 * VR; ++i) out[r0 + i] = acc[i];                             \
     }                                                                                                \
 }
 QSV(qsv_lgbm4, 0, 4)
@@ -211,8 +228,16 @@ QSV(qsv_lgbm1, 0, 1)
 QSV(qsv_xgb4, 2, 4)
 QSV(qsv_xgb1, 2, 1)
 
-/* XT: (n_features x stride) with stride >= n rounded up to a multiple of 8; 32 rows per pass, then 8. */
-void opml_forest_predict_qsv(const qs_t *f, const double *XT, int64_t n, int64_t stride, double *out) {
+/* XT: ((n_features + n_bit_feat) x stride) with stride >= n rounded up to a multiple of 8; 32 rows per
+   pass, then 8. LightGBM categorical nodes over codes < 64 test bit rows: row n_features + i holds, for
+   feature bit_feat[i], 1 << trunc(x) where LightGBM reads a category 0..63 (x in (-1, 64)), else 0 (NaN,
+   negative, too large: never in the set, so right) -- filled here, once per call, for every node. */
+void opml_forest_predict_qsv(const qs_t *f, double *XT, int64_t n, int64_t stride, double *out) {
+    for (int32_t i = 0; i < f->n_bit_feat; ++i) {
+        const double *x = XT + (int64_t)f->bit_feat[i] * stride;
+        uint64_t *b = (uint64_t *)(XT + (int64_t)(f->n_features + i) * stride);
+        for (int64_t r = 0; r < n; ++r) b[r] = (x[r] > -1.0 && x[r] < 64.0) ? (uint64_t)1 << (int32_t)x[r] : 0;
+    }
     const int64_t n32 = n / 32 * 32;
     if (f->mode == 2) {
         if (n32) qsv_xgb4(f, XT, stride, 0, n32, out);
@@ -228,11 +253,13 @@ _NODE = np.dtype([("thr", "<f8"), ("feat", "<i4"), ("left", "<i4"), ("right", "<
                   ("cat_off", "<i4"), ("cat_len", "<i4")])
 
 
+_QS_ARRAYS = ("feat", "kind", "cat_off", "cat_len", "node_start", "leaf_start", "group", "thr", "leaves", "mask",
+              "bits", "cats", "bit_feat")
+
+
 class _QS(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_void_p) for name in ("feat", "kind", "cat_off", "cat_len", "node_start", "leaf_start",
-                                                     "group", "thr", "leaves", "mask", "bits", "cats")] + \
-               [("n_trees", ctypes.c_int32), ("width", ctypes.c_int32), ("n_out", ctypes.c_int32),
-                ("mode", ctypes.c_int32)]
+    _fields_ = [(name, ctypes.c_void_p) for name in _QS_ARRAYS] + \
+               [(name, ctypes.c_int32) for name in ("n_trees", "width", "n_out", "mode", "n_bit_feat", "n_features")]
 
 
 QS_MIN_ROWS = 8  # from this many rows on, boosted forests use the bitmask kernel (the walker below it)
@@ -317,7 +344,7 @@ class CompiledForest:
                                self.cats.ctypes.data, self.leaves.ctypes.data, len(self.roots), b.width, n_out, mode)
         self._ptr = ctypes.addressof(self._struct)
         self.n_trees = len(self.roots)
-        self._qs = _bitmask_tables(b, n_out, mode) if mode in (MODE_LGBM, MODE_XGB) else None
+        self._qs = _bitmask_tables(b, n_out, mode, n_features) if mode in (MODE_LGBM, MODE_XGB) else None
         self._qs_ptr = ctypes.addressof(self._qs[0]) if self._qs is not None else None  # _qs[1] keeps arrays alive
 
     def margins(self, Z: np.ndarray) -> np.ndarray:
@@ -329,8 +356,8 @@ class CompiledForest:
         out[:] = self.init
         if self._qs_ptr is not None and n >= QS_MIN_ROWS:
             n8 = -(-n // 8) * 8  # the bitmask kernel takes rows 8 at a time: pad with zero rows
-            XT = np.zeros((Z.shape[1], n8))
-            XT[:, :n] = Z.T
+            XT = np.zeros((Z.shape[1] + self._qs[0].n_bit_feat, n8))  # + the bit rows the kernel fills
+            XT[: Z.shape[1], :n] = Z.T
             out8 = np.empty((n8, len(self.init)))
             out8[:] = self.init
             self._qs_fn(self._qs_ptr, XT.ctypes.data, n8, n8, out8.ctypes.data)
@@ -364,7 +391,7 @@ class CompiledForest:
         return Z
 
 
-def _bitmask_tables(b: _Builder, n_out: int, mode: int) -> tuple[_QS, dict[str, np.ndarray]] | None:
+def _bitmask_tables(b: _Builder, n_out: int, mode: int, n_features: int) -> tuple[_QS, dict[str, np.ndarray]] | None:
     """Tables of the bitmask kernel, or None when a tree has more than 64 leaves."""
     feat, kind, cat_off, cat_len, thr, mask, bits = [], [], [], [], [], [], []
     node_start, leaf_start = [0], []  # node_start: 4 group boundaries per tree
@@ -413,8 +440,17 @@ def _bitmask_tables(b: _Builder, n_out: int, mode: int) -> tuple[_QS, dict[str, 
         counts = [sum(1 for node in tree if node[0] == g) for g in range(4)]
         for c in counts:
             node_start.append(node_start[-1] + c)
+    bit_feat: list[int] = []
+    if mode == MODE_LGBM:  # categorical nodes over codes < 64 read the feature's bit row (see the kernel)
+        for j, k in enumerate(kind):
+            if k & F_CAT and not k & 8:
+                if k & (F_NAN_LEFT | F_CAT_INVERT):
+                    raise NotImplementedError("LightGBM categorical split sending NaN left is not compiled")
+                if feat[j] not in bit_feat:
+                    bit_feat.append(feat[j])
+                feat[j] = n_features + bit_feat.index(feat[j])
     i32 = {"feat": feat, "kind": kind, "cat_off": cat_off, "cat_len": cat_len, "leaf_start": leaf_start,
-           "group": b.group}
+           "group": b.group, "bit_feat": bit_feat}
     arrays = {name: np.asarray([*v, 0], dtype=np.int32) for name, v in i32.items()}  # + padding: never empty
     arrays |= {
         "node_start": np.asarray(node_start, dtype=np.int32), "thr": np.asarray([*thr, 0.0], dtype=np.float64),
@@ -422,7 +458,8 @@ def _bitmask_tables(b: _Builder, n_out: int, mode: int) -> tuple[_QS, dict[str, 
         "mask": np.asarray([*mask, 0], dtype=np.uint64), "bits": np.asarray([*bits, 0], dtype=np.uint64),
         "cats": np.asarray(b.cats or [0], dtype=np.uint32),
     }
-    qs = _QS(*(arrays[name].ctypes.data for name, _ in _QS._fields_[:12]), len(b.roots), b.width, n_out, mode)
+    qs = _QS(*(arrays[name].ctypes.data for name in _QS_ARRAYS), len(b.roots), b.width, n_out, mode,
+             len(bit_feat), n_features)
     return qs, arrays
 
 
