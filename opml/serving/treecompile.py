@@ -8,6 +8,8 @@ to it. Two entry points:
 - `opml_forest_predict_qs`: boosted trees of at most 64 leaves, QuickScorer-style: every node is
   tested for a block of rows at once (branch-free, vectorised), a failed test clears the leaves of
   its left subtree from a 64-bit mask, the exit leaf is the lowest bit left. Best from ~8 rows on.
+  LightGBM categorical nodes over codes < 64 test a bit row (1 << code per row, made once per call),
+  and binary models keep a block's sums in registers across trees (same order: same doubles).
 
 Each library's exact decision rule is reproduced per forest ("mode"):
 
