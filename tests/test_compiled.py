@@ -258,3 +258,42 @@ def test_lightgbm_category_codes_at_the_edges(bank_csv):
     assert np.abs(forest.margins(Z)[:, 0] - want).max() == 0.0  # bitmask kernel, 400 rows
     for i in range(0, len(Z), 7):
         assert forest.margins(Z[i: i + 2])[:, 0].tolist() == want[i: i + 2].tolist()  # walker, 2 rows
+
+
+def test_plain_model_scorer_serves_what_cannot_be_compiled(data):
+    """The fallback path (ModelScorer: a DataFrame through the model) behind the same endpoint app."""
+    import asyncio
+
+    import orjson
+
+    from opml.serving.app import ScoringApp
+    from opml.serving.requests import RequestError
+    from opml.serving.scorer import ModelScorer
+
+    model = _fit(CandidatePipeline("LightGBM", LGBM, scaler="MaxAbsScaler", n_jobs=1), data)
+    columns, example = schema_columns(model)
+    scorer = ModelScorer(model, "test:1", columns, example, "fallback: injected")
+    _, _, full = data
+    frame = full.tail(80)  # missing values and unseen categories
+    cols = _cols(frame, columns)
+    records = [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
+    batch = scorer.read(records)
+    assert isinstance(batch, dict)
+    assert np.abs(scorer.predict_batch(batch) - model.predict_proba(frame)).max() < TOL
+    assert scorer.labels(scorer.predict_batch(batch)) == [str(v) for v in model.predict(frame)]
+    with pytest.raises(RequestError, match="record 3: missing column"):
+        scorer.read([*records[:3], {}])
+
+    app = ScoringApp(scorer, keys=None, max_request_bytes=1 << 20, openapi=b"{}")
+    body = orjson.dumps({"data": records[:5]})
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app({"type": "http", "path": "/score", "method": "POST", "headers": []}, receive, send))
+    assert sent[0]["status"] == 200
+    assert orjson.loads(sent[1]["body"]) == {"result": [str(v) for v in model.predict(frame.head(5))]}

@@ -352,4 +352,9 @@ def test_workers_stop_when_the_endpoint_process_is_killed(deployed):
         time.sleep(0.2)
     assert _group(ep["pid"]) == []
     assert json.loads(proj.ok("endpoint", "show", "orphans", "--json").stdout)["state"] == "Stopped"
+    stale = proj.ws / "run" / "endpoints" / f"orphans.{ep['pid']}.metrics"
+    assert stale.is_dir()  # the killed process never cleaned up: the next endpoint process does
+    proj.ok("endpoint", "restart", "orphans")
+    again = json.loads(proj.ok("endpoint", "show", "orphans", "--json").stdout)
+    assert again["state"] == "Healthy" and again["pid"] != ep["pid"] and not stale.exists()
     proj.ok("endpoint", "delete", "orphans")

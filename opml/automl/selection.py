@@ -33,12 +33,12 @@ def select(leaderboard: list[TrialResult], rule: str, metric: str, y: np.ndarray
     Candidates need their `oof` predictions for `one_se`; the record names the rule, the top
     candidate, the standard error and the tolerance it implies.
     """
+    if rule not in RULES:
+        raise ValueError(f"unknown model_selection {rule!r}; allowed: {', '.join(RULES)}")
     top = leaderboard[0]
     record: dict[str, Any] = {"rule": rule, "top": _brief(top), "chosen": _brief(top)}
     if rule == "best" or len(leaderboard) == 1 or top.oof is None:
         return top, record
-    if rule not in RULES:
-        raise ValueError(f"unknown model_selection {rule!r}; allowed: {', '.join(RULES)}")
     per_fold = fold_scores(metric, y, top.oof, folds)
     se = float(per_fold.std(ddof=1) / np.sqrt(len(per_fold))) if len(per_fold) > 1 else 0.0
     floor = float(top.score) - se

@@ -232,15 +232,7 @@ def _compile_scaler(scaler: Any):
         scale = scaler.scale_
         return lambda X: X / scale
     if kind == "StandardScaler":
-        mean = scaler.mean_ if scaler.with_mean else None
-        std = scaler.scale_ if scaler.with_std else None
-
-        def standard(X: np.ndarray) -> np.ndarray:
-            X = X - mean if mean is not None else X.copy()
-            if std is not None:
-                X /= std
-            return X
-        return standard
+        return _center_scale(scaler.mean_ if scaler.with_mean else None, scaler.scale_ if scaler.with_std else None)
     if kind == "MinMaxScaler":
         if scaler.clip:
             raise NotImplementedError("MinMaxScaler(clip=True) is not compiled")
@@ -252,15 +244,8 @@ def _compile_scaler(scaler: Any):
             return X
         return minmax
     if kind == "RobustScaler":
-        center = scaler.center_ if scaler.with_centering else None
-        rscale = scaler.scale_ if scaler.with_scaling else None
-
-        def robust(X: np.ndarray) -> np.ndarray:
-            X = X - center if center is not None else X.copy()
-            if rscale is not None:
-                X /= rscale
-            return X
-        return robust
+        return _center_scale(scaler.center_ if scaler.with_centering else None,
+                             scaler.scale_ if scaler.with_scaling else None)
     if scaler.norm != "l2":
         raise NotImplementedError(f"Normalizer(norm={scaler.norm!r}) is not compiled")
 
@@ -269,6 +254,17 @@ def _compile_scaler(scaler: Any):
         norms[norms == 0.0] = 1.0
         return X / norms[:, None]
     return l2
+
+
+def _center_scale(center: np.ndarray | None, scale: np.ndarray | None):
+    """(X - center) / scale, each part optional: StandardScaler's and RobustScaler's transform, in their order."""
+
+    def transform(X: np.ndarray) -> np.ndarray:
+        X = X - center if center is not None else X.copy()
+        if scale is not None:
+            X /= scale
+        return X
+    return transform
 
 
 class CompiledPipeline:

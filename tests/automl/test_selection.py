@@ -73,6 +73,8 @@ def test_one_se_takes_the_cheapest_within_one_standard_error():
 
     best, record = select(board, "best", "AUC_weighted", y, folds)
     assert best is top and record["chosen"] == record["top"]
+    with pytest.raises(ValueError, match="unknown model_selection 'fastest'"):
+        select(board[:1], "fastest", "AUC_weighted", y, folds)
 
 
 def test_the_report_says_why_the_top_score_was_passed_over():
