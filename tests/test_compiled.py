@@ -18,8 +18,8 @@ from opml.automl.ensemble import StackModel, VotingModel
 from opml.automl.model import OpmlClassifier
 from opml.automl.pipeline import CandidatePipeline
 from opml.serving import reader, treecompile
-from opml.serving.cbuild import Library
-from opml.serving.compiled import compile_model
+from opml.serving.cbuild import CannotCompile, Library
+from opml.serving.compiled import SingleScorer, StackScorer, VotingScorer, compile_model
 from opml.serving.scorer import schema_columns
 
 pytestmark = pytest.mark.timeout(300)
@@ -95,9 +95,13 @@ def _check(model: OpmlClassifier, data, *, trees: bool = True, singles: int = 15
     # the endpoint's path: records -> read (the C record reader for batches) -> predict_batch
     records = [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
     batch = scorer.read(records)
-    assert isinstance(batch, np.ndarray) == ("C record reader" in scorer.inference)
+    assert batch.rows == len(records)
+    assert (batch.matrix is not None) == ("C record reader" in scorer.inference)
     assert np.abs(scorer.predict_batch(batch) - ref).max() < TOL
-    assert np.abs(scorer.predict_batch(scorer.read(records[:3])) - ref[:3]).max() < TOL
+    small = scorer.read(records[:3])  # small batches: the Python reader's columns, whatever the scorer has
+    assert small.matrix is None and small.rows == 3
+    assert np.abs(scorer.predict_batch(small) - ref[:3]).max() < TOL
+    assert scorer.labels(scorer.predict_batch(small)) == ref_labels[:3]
     # small batches take the row-by-row featurizer; single rows also take the tree walker
     odd = list(range(len(full) - 60, len(full)))
     for rows in (odd[:7], odd[7:19], list(range(0, 40))):
@@ -125,6 +129,7 @@ def _check(model: OpmlClassifier, data, *, trees: bool = True, singles: int = 15
 def test_single_pipeline_parity(data, algorithm, params, scaler):
     model = _fit(CandidatePipeline(algorithm, params, scaler=scaler, n_jobs=1), data)
     scorer = _check(model, data)
+    assert type(scorer) is SingleScorer
     if algorithm != "LogisticRegression":
         assert scorer.engines == ["kernel"], scorer.inference
 
@@ -136,6 +141,7 @@ def test_voting_and_stack_parity(data):
                CandidatePipeline("ExtremeRandomTrees", FOREST, scaler="MaxAbsScaler", n_jobs=1)]
     voting = _fit(VotingModel(members, [0.4, 0.2, 0.3, 0.1]), data)
     scorer = _check(voting, data, singles=60)
+    assert type(scorer) is VotingScorer
     assert "VotingEnsemble of 4" in scorer.inference
     assert "1 shared feature block" in scorer.inference  # one featurization per request for all members
     stack_members = [CandidatePipeline("LightGBM", LGBM, scaler="MaxAbsScaler", n_jobs=1),
@@ -143,6 +149,7 @@ def test_voting_and_stack_parity(data):
                      CandidatePipeline("RandomForest", FOREST, scaler="MaxAbsScaler", n_jobs=1)]
     stack = _fit(StackModel(stack_members, coef=[[1.1, 0.6, 0.4]], intercept=[-0.2]), data)
     scorer = _check(stack, data, singles=60)
+    assert type(scorer) is StackScorer
     assert "StackEnsemble of 3" in scorer.inference
 
 
@@ -189,26 +196,27 @@ def test_no_compiler_degrades_to_booster(data, monkeypatch, tmp_path):
     assert np.abs(got - model.predict_proba(full)).max() < TOL
     records = [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
     batch = scorer.read(records)
-    assert isinstance(batch, dict) and np.abs(scorer.predict_batch(batch) - got).max() == 0.0
+    assert batch.matrix is None and isinstance(batch.columns, dict)
+    assert np.abs(scorer.predict_batch(batch) - got).max() == 0.0
 
 
-def test_unsupported_raises_not_implemented(data):
+def test_unsupported_raises_cannot_compile(data):
     from sklearn.naive_bayes import GaussianNB
     from sklearn.preprocessing import QuantileTransformer
 
     columns, example = schema_columns(_fit(CandidatePipeline("LogisticRegression", LR, n_jobs=1), data))
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(CannotCompile):
         compile_model(object(), "test:1", columns, example)
     model = _fit(CandidatePipeline("LogisticRegression", LR, scaler="MaxAbsScaler", n_jobs=1), data)
     model.estimator_.model_ = GaussianNB().fit(np.zeros((4, 2)), [0, 1, 0, 1])
-    with pytest.raises(NotImplementedError, match="GaussianNB"):
+    with pytest.raises(CannotCompile, match="GaussianNB"):
         compile_model(model, "test:1", columns, example)
     model = _fit(CandidatePipeline("LogisticRegression", LR, scaler="MaxAbsScaler", n_jobs=1), data)
     model.estimator_.featurizer_.scaler_ = QuantileTransformer()
-    with pytest.raises(NotImplementedError, match="QuantileTransformer"):
+    with pytest.raises(CannotCompile, match="QuantileTransformer"):
         compile_model(model, "test:1", columns, example)
     model.estimator_ = GaussianNB()
-    with pytest.raises(NotImplementedError, match="GaussianNB"):
+    with pytest.raises(CannotCompile, match="GaussianNB"):
         compile_model(model, "test:1", columns, example)
 
 
@@ -297,3 +305,26 @@ def test_plain_model_scorer_serves_what_cannot_be_compiled(data):
     asyncio.run(app({"type": "http", "path": "/score", "method": "POST", "headers": []}, receive, send))
     assert sent[0]["status"] == 200
     assert orjson.loads(sent[1]["body"]) == {"result": [str(v) for v in model.predict(frame.head(5))]}
+
+
+def test_every_path_applies_the_same_threshold_decision(data):
+    """model.predict, the plain scorer and the compiled scorer share opml.automl.threshold.decide: a row
+    whose positive probability equals the threshold goes to the positive class on every path."""
+    from opml.automl.threshold import decide
+    from opml.serving.scorer import ModelScorer
+
+    model = _fit(CandidatePipeline("LogisticRegression", LR, scaler="MaxAbsScaler", n_jobs=1), data)
+    columns, example = schema_columns(model)
+    compiled = compile_model(model, "test:1", columns, example)
+    plain = ModelScorer(model, "test:1", columns, example, "fallback: injected")
+    t, pos = model.threshold_, model.positive_index_
+    p = np.zeros((4, 2))
+    p[:, pos] = [t, np.nextafter(t, 0.0), np.nextafter(t, 1.0), 0.9]
+    p[:, 1 - pos] = 1.0 - p[:, pos]
+    want = [str(c) for c in model.classes_[decide(p, t, pos)]]
+    positive = str(model.classes_[pos])
+    assert want == [positive, str(model.classes_[1 - pos]), positive, positive]
+    assert compiled.labels(p) == plain.labels(p) == want
+    _, _, full = data
+    cols = _cols(full.head(500), columns)
+    assert compiled.labels(compiled.predict_proba(cols)) == [str(v) for v in model.predict(full.head(500))]

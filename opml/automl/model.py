@@ -9,6 +9,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from opml.automl.featurize import check_columns
+from opml.automl.threshold import decide
 
 
 class OpmlClassifier(ClassifierMixin, BaseEstimator):
@@ -89,13 +90,7 @@ class OpmlClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Original labels; a binary model applies `threshold_` to the minority class's probability."""
-        proba = self.predict_proba(X)
-        if self.threshold_ is not None and proba.shape[1] == 2:
-            pos = self.positive_index_
-            idx = np.where(proba[:, pos] >= self.threshold_, pos, 1 - pos)
-        else:
-            idx = np.argmax(proba, axis=1)
-        return self.classes_[idx]
+        return self.classes_[decide(self.predict_proba(X), self.threshold_, self.positive_index_)]
 
     # ---- inspection ------------------------------------------------------------------------------
     @property

@@ -27,6 +27,24 @@ def best_f1_threshold(y_pos: np.ndarray, p_pos: np.ndarray) -> float:
     return float(cuts[pick])
 
 
+def decide(proba: np.ndarray, threshold: float | None, positive: int) -> np.ndarray:
+    """The predicted class index per row: the one decision rule of predict and of every scorer.
+
+    A binary problem with a threshold predicts class `positive` when its probability is >= `threshold`
+    (ties go to `positive`), else the other class; otherwise (no threshold, or not binary) the argmax.
+    """
+    if threshold is not None and proba.shape[1] == 2:
+        return np.where(proba[:, positive] >= threshold, positive, 1 - positive)
+    return np.argmax(proba, axis=1)
+
+
+def decision_of(model: Any) -> tuple[float | None, int]:
+    """(threshold, positive class index) that `decide` applies for a fitted OpmlClassifier."""
+    threshold = getattr(model, "threshold_", None)
+    binary = len(model.classes_) == 2
+    return (float(threshold) if threshold is not None and binary else None), int(getattr(model, "positive_index_", 1))
+
+
 def binary_report(y_pos: np.ndarray, p_pos: np.ndarray, threshold: float) -> dict[str, float]:
     """accuracy and the positive (minority) class's precision, recall and F1 at `threshold`."""
     y_pos = np.asarray(y_pos).astype(bool)

@@ -1,9 +1,10 @@
 """Small C sources built once per machine with gcc and cached on disk (the tree kernel, the record reader).
 
-A library is cached under ~/.cache/opml/kernels (or $OPML_KERNEL_CACHE) by the hash of its source, the
-compiler, the CPU's flags (-march=native code is CPU-specific) and the build flags. Every failure -- no
-compiler ($OPML_NO_CC forces that), a failed build, a library that will not load -- raises
-NotImplementedError with the reason, so callers keep their plain-Python path and can say why.
+The sources ship as package data in opml/serving/csrc/ (`source(name)` reads one). A library is cached
+under ~/.cache/opml/kernels (or $OPML_KERNEL_CACHE) by the hash of its source text, the compiler, the
+CPU's flags (-march=native code is CPU-specific) and the build flags. Every failure -- a missing source,
+no compiler ($OPML_NO_CC forces that), a failed build, a library that will not load -- raises
+CannotCompile with the reason, so callers keep their plain-Python path and can say why.
 """
 
 from __future__ import annotations
@@ -16,11 +17,25 @@ import sysconfig
 import tempfile
 import threading
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+
+class CannotCompile(Exception):
+    """This cannot take the compiled path (the message says why); the caller keeps the plain one."""
+
+
 # No -ffast-math: comparisons and sums must stay IEEE-exact (and no FMA contraction either).
 FLAGS = (["-O3", "-march=native", "-ffp-contract=off"], ["-O2", "-ffp-contract=off"])
+
+
+def source(name: str) -> str:
+    """The text of the C source `name` shipped in opml/serving/csrc/ (CannotCompile when it is missing)."""
+    try:
+        return (resources.files("opml.serving") / "csrc" / name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CannotCompile(f"cannot read the C source {name}: {exc}") from exc
 
 
 def cache_dir() -> Path:
@@ -56,14 +71,14 @@ def build(name: str, source: str, *, what: str, python: bool = False) -> Path:
     if python:
         include = sysconfig.get_paths().get("include") or ""
         if not Path(include, "Python.h").is_file():
-            raise NotImplementedError(f"no Python.h (Python development headers) to build the {what}")
+            raise CannotCompile(f"no Python.h (Python development headers) to build the {what}")
         extra = [f"-I{include}"]
     key = "\0".join([source, str(cc), _cpu_flags(), repr(FLAGS), *extra])
     target = cache_dir() / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
     if target.is_file():
         return target
     if cc is None:
-        raise NotImplementedError(f"no C compiler (gcc) to build the {what}")
+        raise CannotCompile(f"no C compiler (gcc) to build the {what}")
     errors = []
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -78,15 +93,15 @@ def build(name: str, source: str, *, what: str, python: bool = False) -> Path:
                     break
                 errors.append(done.stderr.strip()[:300])
             else:
-                raise NotImplementedError(f"{cc} failed to build the {what}: {errors[-1]}")
+                raise CannotCompile(f"{cc} failed to build the {what}: {errors[-1]}")
             os.replace(so, target)  # atomic: concurrent workers see a whole file or none
     except (OSError, subprocess.SubprocessError) as exc:
-        raise NotImplementedError(f"cannot build the {what}: {exc}") from exc
+        raise CannotCompile(f"cannot build the {what}: {exc}") from exc
     return target
 
 
 class Library:
-    """A library loaded on first use by `load`, then kept; when `load` raises NotImplementedError, every
+    """A library loaded on first use by `load`, then kept; when `load` raises CannotCompile, every
     `get()` raises it again with the same reason (no rebuild attempt per model)."""
 
     def __init__(self, load: Callable[[], Any]) -> None:
@@ -100,8 +115,8 @@ class Library:
             if self._value is None and self._error is None:
                 try:
                     self._value = self._load()
-                except NotImplementedError as why:
+                except CannotCompile as why:
                     self._error = str(why)
             if self._value is None:
-                raise NotImplementedError(self._error)
+                raise CannotCompile(self._error)
             return self._value

@@ -10,19 +10,26 @@ a compiler, or for a layout the kernel does not express, the library's own predi
 `inference` says why. LogisticRegression is its predict_proba's numpy operations.
 
 Probabilities match the trained model's predict_proba within 1e-6 (tests/test_compiled.py). Pipelines
-this cannot express raise NotImplementedError with the reason, and the caller falls back to the plain
-model.
+this cannot express raise CannotCompile with the reason, and the caller falls back to the plain
+model. `compile_model` returns a SingleScorer, VotingScorer or StackScorer (one CompiledScorer subclass
+per estimator kind); its `read` returns a Batch saying which reader filled it (C or Python), and
+`labels` applies opml.automl.threshold.decide, the rule of OpmlClassifier.predict.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from opml.automl.ensemble import StackModel, VotingModel, _stack_features, meta_proba
 from opml.automl.featurize import level_codes, onehot
+from opml.automl.pipeline import CandidatePipeline
+from opml.automl.threshold import decide, decision_of
+from opml.serving.cbuild import CannotCompile
 from opml.serving.requests import Column, columnar
 
 _EXACT_SCALERS = ("MaxAbsScaler", "StandardScaler", "MinMaxScaler", "RobustScaler", "Normalizer")
@@ -64,7 +71,7 @@ class FeatureBlock:
         self.n_levels = {c: len(f.categories_[c]) for c in self.categorical}
         self.n_dense = int(f.n_dense_)
         if any(not isinstance(level, str) for c in self.categorical for level in f.categories_[c]):
-            raise NotImplementedError("non-text category levels are not compiled")
+            raise CannotCompile("non-text category levels are not compiled")
 
     @staticmethod
     def key(f: Any) -> tuple:
@@ -227,7 +234,7 @@ def _compile_scaler(scaler: Any):
         return None
     kind = type(scaler).__name__
     if kind not in _EXACT_SCALERS:
-        raise NotImplementedError(f"scaler {kind} is not compiled")
+        raise CannotCompile(f"scaler {kind} is not compiled")
     if kind == "MaxAbsScaler":
         scale = scaler.scale_
         return lambda X: X / scale
@@ -235,7 +242,7 @@ def _compile_scaler(scaler: Any):
         return _center_scale(scaler.mean_ if scaler.with_mean else None, scaler.scale_ if scaler.with_std else None)
     if kind == "MinMaxScaler":
         if scaler.clip:
-            raise NotImplementedError("MinMaxScaler(clip=True) is not compiled")
+            raise CannotCompile("MinMaxScaler(clip=True) is not compiled")
         mul, add = scaler.scale_, scaler.min_
 
         def minmax(X: np.ndarray) -> np.ndarray:
@@ -247,7 +254,7 @@ def _compile_scaler(scaler: Any):
         return _center_scale(scaler.center_ if scaler.with_centering else None,
                              scaler.scale_ if scaler.with_scaling else None)
     if scaler.norm != "l2":
-        raise NotImplementedError(f"Normalizer(norm={scaler.norm!r}) is not compiled")
+        raise CannotCompile(f"Normalizer(norm={scaler.norm!r}) is not compiled")
 
     def l2(X: np.ndarray) -> np.ndarray:
         norms = np.sqrt(np.einsum("ij,ij->i", X, X))
@@ -298,9 +305,9 @@ def _compile_model(model: Any, width: int, trees: bool = True) -> tuple[Callable
             # sigmoid may differ by an ulp, ~1.2e-7)
             diff = float(np.abs(fast(Z) - fallback(Z)).max())
             if not diff < SELF_CHECK_TOL:
-                raise NotImplementedError(f"tree kernel self-check differs by {diff:.3g}")
+                raise CannotCompile(f"tree kernel self-check differs by {diff:.3g}")
             return fast, "kernel"
-        except NotImplementedError as exc:
+        except CannotCompile as exc:
             why = str(exc)
         except Exception as exc:  # an unexpected model layout: keep the library's predict, say why
             why = f"tree kernel failed: {type(exc).__name__}: {exc}"
@@ -332,7 +339,7 @@ def _library_predict(model: Any, kind: str) -> Callable[[np.ndarray], np.ndarray
         return lambda Z: np.asarray(model.predict_proba(Z), dtype=np.float64)
     if kind == "LogisticRegression":
         return _logistic(model)
-    raise NotImplementedError(f"model {kind} is not compiled")
+    raise CannotCompile(f"model {kind} is not compiled")
 
 
 SELF_CHECK_TOL = 5e-7
@@ -405,88 +412,111 @@ def _logistic(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     return lr
 
 
-class CompiledScorer:
-    """The endpoint's scorer over a compiled OpmlClassifier (single pipeline, voting or stack ensemble)."""
+Blocks = dict[tuple, FeatureBlock]  # FeatureBlock.key -> the block: shared by the pipelines of one scorer
+
+
+class Batch(NamedTuple):
+    """Checked request records, as CompiledScorer.read hands them to predict_batch: `matrix` is the C record
+    reader's (columns x rows) numbers and category codes, or None and `columns` holds the Python reader's
+    column -> values."""
+
+    rows: int
+    matrix: np.ndarray | None
+    columns: dict[str, Sequence[Any]] | None
+
+
+class CompiledScorer(ABC):
+    """The endpoint's scorer over a compiled OpmlClassifier; a subclass per estimator kind says how its
+    members' probabilities combine (SingleScorer, VotingScorer, StackScorer). Built by compile_model."""
 
     def __init__(self, model: Any, model_ref: str, columns: list[Column], example: dict[str, Any],
                  *, trees: bool = True) -> None:
-        from opml.automl.ensemble import StackModel, VotingModel, _stack_features, meta_proba
-        from opml.automl.pipeline import CandidatePipeline
-
-        inner = model.estimator_
         self.model_ref = model_ref
         self.columns = columns
         self.example = example
         self.classes = [str(c) for c in model.classes_]
         self._labels = np.asarray(self.classes, dtype=object)
-        blocks: dict[tuple, FeatureBlock] = {}
-        if isinstance(inner, CandidatePipeline):
-            single = CompiledPipeline(inner, blocks, trees=trees)
-            members = [single]
-
-            def one(cols: dict[str, Sequence[Any]], n: int, memo: dict | None = None) -> np.ndarray:
-                return single.predict_proba(cols, n, memo)
-            self._proba = one
-            what = inner.name
-        elif isinstance(inner, VotingModel):
-            members = [CompiledPipeline(m, blocks, trees=trees) for m in inner.members_]
-            weights = [float(w) for w in inner.weights_]
-            pairs = list(zip(weights, members, strict=True))
-
-            def voting(cols: dict[str, Sequence[Any]], n: int, memo: dict | None = None) -> np.ndarray:
-                memo = {} if memo is None else memo
-                out = None
-                for w, m in pairs:
-                    p = w * m.predict_proba(cols, n, memo)
-                    out = p if out is None else out + p
-                return out
-            self._proba = voting
-            what = f"VotingEnsemble of {len(members)}"
-        elif isinstance(inner, StackModel):
-            members = [CompiledPipeline(m, blocks, trees=trees) for m in inner.members_]
-            coef, intercept = inner.coef_, inner.intercept_
-
-            def stack(cols: dict[str, Sequence[Any]], n: int, memo: dict | None = None) -> np.ndarray:
-                memo = {} if memo is None else memo
-                return meta_proba(_stack_features([m.predict_proba(cols, n, memo) for m in members]), coef, intercept)
-            self._proba = stack
-            what = f"StackEnsemble of {len(members)}"
-        else:
-            raise NotImplementedError(f"estimator {type(inner).__name__} is not compiled")
-        threshold = getattr(model, "threshold_", None)
-        self._pos = int(getattr(model, "positive_index_", 1))
-        self._threshold = None if threshold is None or len(self.classes) != 2 else float(threshold)
+        blocks: Blocks = {}
+        members, what = self._compile(model.estimator_, blocks, trees)
+        self._threshold, self._pos = decision_of(model)
         engines = sorted({m.engine for m in members})
         self.engines = [m.engine for m in members]
         self._blocks = list(blocks.values())
         self._reader, why = _reader(columns, self._blocks)
+        self._index = self._reader.index if self._reader is not None else {}
         batches = "C record reader" if self._reader is not None else f"Python record reader ({why})"
         self.inference = (f"compiled ({what}; models: {', '.join(engines)}; {len(blocks)} shared feature block(s); "
                           f"batches: {batches})")
 
+    @abstractmethod
+    def _compile(self, inner: Any, blocks: Blocks, trees: bool) -> tuple[list[CompiledPipeline], str]:
+        """Compile the fitted estimator's pipelines (sharing `blocks`) -> (members, what the inference line says)."""
+
+    @abstractmethod
+    def proba(self, cols: dict[str, Sequence[Any]] | None, n: int, memo: dict | None = None) -> np.ndarray:
+        """Class probabilities of n rows (`memo`: the feature blocks already computed for this request)."""
+
     def predict_proba(self, cols: dict[str, Sequence[Any]]) -> np.ndarray:
         n = len(next(iter(cols.values()))) if cols else 0
-        return self._proba(cols, n)
+        return self.proba(cols, n)
 
-    def read(self, records: list[Any]) -> Any:
+    def read(self, records: list[Any]) -> Batch:
         """Checked request records, ready for predict_batch (RequestError names a bad record)."""
         if self._reader is not None and len(records) > SMALL_BATCH:
-            return self._reader.read(records)
-        return columnar(records, self.columns)
+            return Batch(len(records), self._reader.read(records), None)
+        return Batch(len(records), None, columnar(records, self.columns))
 
-    def predict_batch(self, batch: Any) -> np.ndarray:
-        if isinstance(batch, np.ndarray):  # a RecordReader matrix: every block computed from it up front
-            index = self._reader.index
-            memo = {id(b): b.from_matrix(batch, index) for b in self._blocks}
-            return self._proba(None, batch.shape[1], memo)
-        return self.predict_proba(batch)
+    def predict_batch(self, batch: Batch) -> np.ndarray:
+        matrix = batch.matrix
+        if matrix is None:
+            return self.proba(batch.columns, batch.rows)
+        index = self._index  # the C reader's matrix: every block computed from it up front
+        return self.proba(None, batch.rows, {id(b): b.from_matrix(matrix, index) for b in self._blocks})
 
     def labels(self, proba: np.ndarray) -> list[str]:
-        if self._threshold is not None:
-            idx = np.where(proba[:, self._pos] >= self._threshold, self._pos, 1 - self._pos)
-        else:
-            idx = np.argmax(proba, axis=1)
-        return self._labels[idx].tolist()
+        return self._labels[decide(proba, self._threshold, self._pos)].tolist()
+
+
+class SingleScorer(CompiledScorer):
+    """One CandidatePipeline."""
+
+    def _compile(self, inner: Any, blocks: Blocks, trees: bool) -> tuple[list[CompiledPipeline], str]:
+        self._pipeline = CompiledPipeline(inner, blocks, trees=trees)
+        return [self._pipeline], inner.name
+
+    def proba(self, cols: dict[str, Sequence[Any]] | None, n: int, memo: dict | None = None) -> np.ndarray:
+        return self._pipeline.predict_proba(cols, n, memo)
+
+
+class VotingScorer(CompiledScorer):
+    """A VotingModel: the weighted sum of its members' probabilities, in member order."""
+
+    def _compile(self, inner: Any, blocks: Blocks, trees: bool) -> tuple[list[CompiledPipeline], str]:
+        members = [CompiledPipeline(m, blocks, trees=trees) for m in inner.members_]
+        self._pairs = list(zip([float(w) for w in inner.weights_], members, strict=True))
+        return members, f"VotingEnsemble of {len(members)}"
+
+    def proba(self, cols: dict[str, Sequence[Any]] | None, n: int, memo: dict | None = None) -> np.ndarray:
+        memo = {} if memo is None else memo
+        out = None
+        for w, m in self._pairs:
+            p = w * m.predict_proba(cols, n, memo)
+            out = p if out is None else out + p
+        return out
+
+
+class StackScorer(CompiledScorer):
+    """A StackModel: its meta-learner over the members' probabilities."""
+
+    def _compile(self, inner: Any, blocks: Blocks, trees: bool) -> tuple[list[CompiledPipeline], str]:
+        self._members = [CompiledPipeline(m, blocks, trees=trees) for m in inner.members_]
+        self._coef, self._intercept = inner.coef_, inner.intercept_
+        return self._members, f"StackEnsemble of {len(self._members)}"
+
+    def proba(self, cols: dict[str, Sequence[Any]] | None, n: int, memo: dict | None = None) -> np.ndarray:
+        memo = {} if memo is None else memo
+        features = _stack_features([m.predict_proba(cols, n, memo) for m in self._members])
+        return meta_proba(features, self._coef, self._intercept)
 
 
 def _reader(columns: list[Column], blocks: list[FeatureBlock]) -> tuple[Any, str]:
@@ -500,13 +530,22 @@ def _reader(columns: list[Column], blocks: list[FeatureBlock]) -> tuple[Any, str
         from opml.serving.reader import RecordReader
 
         return RecordReader(columns, lookups), ""
-    except NotImplementedError as why:
+    except CannotCompile as why:
         return None, str(why)
+
+
+_SCORERS: tuple[tuple[type, type[CompiledScorer]], ...] = (
+    (CandidatePipeline, SingleScorer), (VotingModel, VotingScorer), (StackModel, StackScorer))
 
 
 def compile_model(model: Any, model_ref: str, columns: list[Column], example: dict[str, Any], *,
                   trees: bool = True) -> CompiledScorer:
-    """The compiled scorer; `trees=False` keeps the libraries' own tree predict (for comparison)."""
+    """The compiled scorer for the model's estimator kind; `trees=False` keeps the libraries' own tree predict
+    (for comparison). CannotCompile says why when the model cannot take the compiled path."""
     if not hasattr(model, "estimator_"):
-        raise NotImplementedError(f"{type(model).__name__} is not an opml AutoML model")
-    return CompiledScorer(model, model_ref, columns, example, trees=trees)
+        raise CannotCompile(f"{type(model).__name__} is not an opml AutoML model")
+    inner = model.estimator_
+    for kind, scorer in _SCORERS:
+        if isinstance(inner, kind):
+            return scorer(model, model_ref, columns, example, trees=trees)
+    raise CannotCompile(f"estimator {type(inner).__name__} is not compiled")

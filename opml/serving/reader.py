@@ -2,9 +2,10 @@
 
 For a 100-row request this replaces ~2,000 Python-level steps (dict lookups, type checks, category
 lookups, float conversions) with one call through the CPython API. The library is built by
-opml.serving.cbuild against Python.h and loaded with ctypes.PyDLL, so the GIL is held while it
-reads the (borrowed) objects. It enforces exactly the rules of opml.serving.requests.columnar; on
-the first record that breaks one, the row-by-row check in Python names the problem.
+opml.serving.cbuild from opml/serving/csrc/reader.c against Python.h and loaded with ctypes.PyDLL,
+so the GIL is held while it reads the (borrowed) objects. It enforces exactly the rules of
+opml.serving.requests.columnar; on the first record that breaks one, the row-by-row check in Python
+names the problem.
 """
 
 from __future__ import annotations
@@ -16,67 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from opml.serving.cbuild import Library, build
+from opml.serving.cbuild import CannotCompile, Library, build, source
 from opml.serving.requests import Column, RequestError, explain
 
-_SOURCE = r"""
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <math.h>
-#include <stdint.h>
-
-/* records: a list; names: a tuple of str (schema order); kinds[j]: 0 numeric, 1 categorical; lookups: a
-   tuple holding, per categorical column, a dict str -> int code (None for numeric columns).
-   out[j * n + i] = column j of record i: a number (NaN for null), or a category code (-1: null or unseen).
-   Returns -1 when every record is a dict with exactly the schema's keys and values of the right kinds
-   (numeric: int, float or null; categorical: str or null), else the index of the first record that is not. */
-Py_ssize_t opml_read_records(PyObject *records, PyObject *names, const int32_t *kinds, PyObject *lookups,
-                             double *out) {
-    const Py_ssize_t n = PyList_GET_SIZE(records), m = PyTuple_GET_SIZE(names);
-    for (Py_ssize_t i = 0; i < n; ++i) {
-        /* a key's __eq__ could run Python code (never for parsed JSON, whose keys are plain str): hold the
-           record, and stop if the list shrank under us */
-        if (i >= PyList_GET_SIZE(records)) return i;
-        PyObject *rec = PyList_GET_ITEM(records, i);
-        if (!PyDict_CheckExact(rec) || PyDict_GET_SIZE(rec) != m) return i;
-        Py_INCREF(rec);
-        Py_ssize_t bad = -1;
-        for (Py_ssize_t j = 0; j < m && bad < 0; ++j) {
-            PyObject *v = PyDict_GetItemWithError(rec, PyTuple_GET_ITEM(names, j));
-            double *o = out + j * n + i;
-            if (v == NULL) { PyErr_Clear(); bad = i; }
-            else if (kinds[j] == 0) {
-                if (v == Py_None) *o = NAN;
-                else if (PyFloat_CheckExact(v)) *o = PyFloat_AS_DOUBLE(v);
-                else if (PyLong_CheckExact(v)) {
-                    double d = PyLong_AsDouble(v);
-                    if (d == -1.0 && PyErr_Occurred()) { PyErr_Clear(); bad = i; }
-                    else *o = d;
-                } else bad = i;
-            } else {
-                if (v == Py_None) *o = -1.0;
-                else if (PyUnicode_CheckExact(v)) {
-                    PyObject *code = PyDict_GetItemWithError(PyTuple_GET_ITEM(lookups, j), v);
-                    if (code == NULL) {
-                        if (PyErr_Occurred()) { PyErr_Clear(); bad = i; }
-                        else *o = -1.0;
-                    } else *o = (double)PyLong_AsLong(code);
-                } else bad = i;
-            }
-        }
-        Py_DECREF(rec);
-        if (bad >= 0) return bad;
-    }
-    return -1;
-}
-"""
 
 def _load() -> Any:
     try:
-        lib = ctypes.PyDLL(str(build("records", _SOURCE, what="record reader", python=True)))
+        lib = ctypes.PyDLL(str(build("records", source("reader.c"), what="record reader", python=True)))
         fn = lib.opml_read_records
     except (OSError, AttributeError) as exc:
-        raise NotImplementedError(f"cannot load the record reader: {exc}") from exc
+        raise CannotCompile(f"cannot load the record reader: {exc}") from exc
     fn.argtypes = [ctypes.py_object, ctypes.py_object, ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p]
     fn.restype = ctypes.c_ssize_t
     return fn
@@ -86,7 +36,7 @@ _library = Library(_load)
 
 
 def library() -> Any:
-    """The C function (built on first use, cached on disk); NotImplementedError with the reason when impossible."""
+    """The C function (built on first use, cached on disk); CannotCompile with the reason when impossible."""
     return _library.get()
 
 

@@ -1,7 +1,8 @@
 """Scorers turn checked request columns into class probabilities and labels.
 
 `load_scorer` prefers the compiled path (no pandas or sklearn per request) and falls back to the
-plain model when the pipeline cannot be compiled, saying why; both give the same probabilities.
+plain model when the pipeline cannot be compiled (CannotCompile), saying why; both give the same
+probabilities and the same labels (opml.automl.threshold.decide).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from opml.automl.threshold import decide, decision_of
+from opml.serving.cbuild import CannotCompile
 from opml.serving.requests import Column, columnar
 from opml.workspace.workspace import Workspace
 
@@ -29,7 +32,7 @@ class ModelScorer:
         self.classes = [str(c) for c in model.classes_]
         self.inference = inference
         self._labels = np.asarray(self.classes, dtype=object)
-        self._decide = _decider(model)
+        self._threshold, self._pos = decision_of(model)
 
     def predict_proba(self, cols: dict[str, list[Any]]) -> np.ndarray:
         frame = self._pd.DataFrame({c.name: _column(cols[c.name], c.kind) for c in self.columns})
@@ -42,24 +45,13 @@ class ModelScorer:
         return self.predict_proba(batch)
 
     def labels(self, proba: np.ndarray) -> list[str]:
-        return self._labels[self._decide(proba)].tolist()
+        return self._labels[decide(proba, self._threshold, self._pos)].tolist()
 
 
 def _column(values: list[Any], kind: str) -> np.ndarray:
     if kind == "numeric":
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     return np.array(values, dtype=object)
-
-
-def _decider(model: Any):
-    """Index of the predicted class per row, applying a stored binary threshold like model.predict does."""
-    threshold = getattr(model, "threshold_", None)
-    classes = list(model.classes_)
-    if threshold is not None and len(classes) == 2:
-        pos = getattr(model, "positive_index_", 1)
-        t = float(threshold)
-        return lambda p: np.where(p[:, pos] >= t, pos, 1 - pos)
-    return lambda p: np.argmax(p, axis=1)
 
 
 def schema_columns(model: Any) -> tuple[list[Column], dict[str, Any]]:
@@ -80,7 +72,7 @@ def load_scorer(ws: Workspace, model_ref: str) -> Any:
         from opml.serving.compiled import compile_model
 
         scorer = compile_model(model, reg.ref, columns, example)
-    except NotImplementedError as why:
+    except CannotCompile as why:
         scorer = ModelScorer(model, reg.ref, columns, example, f"fallback: {why}")
     record = {c.name: example.get(c.name) for c in columns}
     for n in (1, 32):  # warm up (and check) the one-row and the batch paths before taking traffic

@@ -1,8 +1,8 @@
 """Tree ensembles (LightGBM, XGBoost, sklearn forests) flattened into tables and scored by a small C kernel.
 
-The C source (`_KERNEL`) knows nothing about a particular model: it is compiled once per machine with
-gcc by opml.serving.cbuild (-O3 -march=native, cached on disk) and every model is just arrays handed
-to it. Two entry points:
+The C source (opml/serving/csrc/treekernel.c, package data) knows nothing about a particular model: it
+is compiled once per machine with gcc by opml.serving.cbuild (-O3 -march=native, cached on disk) and
+every model is just arrays handed to it. Two entry points:
 
 - `opml_forest_predict`: walks each (tree, row) down the node table; best for a few rows.
 - `opml_forest_predict_qs`: boosted trees of at most 64 leaves, QuickScorer-style: every node is
@@ -22,8 +22,8 @@ Each library's exact decision rule is reproduced per forest ("mode"):
   `missing_go_to_left`; each leaf holds the tree's stored class fractions, summed in double.
 
 Anything else (dart boosters, linear trees, LightGBM zero-as-missing, unknown objectives) raises
-NotImplementedError and the caller keeps the library's own predict; so does a machine without a C
-compiler (`kernel()` raises NotImplementedError with the reason).
+CannotCompile and the caller keeps the library's own predict; so does a machine without a C
+compiler (`kernel()` raises CannotCompile with the reason).
 """
 
 from __future__ import annotations
@@ -34,222 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from opml.serving.cbuild import Library, build
+from opml.serving.cbuild import CannotCompile, Library, build, source
 
 MODE_LGBM, MODE_SKLEARN, MODE_XGB = 0, 1, 2
 F_NAN_LEFT, F_CAT, F_CAT_INVERT = 1, 2, 4
-
-_KERNEL = r"""
-#include <stdint.h>
-#include <math.h>
-
-/* ---- any forest: one (tree, row) at a time down the node table ---- */
-typedef struct { double thr; int32_t feat, left, right, flags, cat_off, cat_len; } node_t;
-typedef struct {
-    const node_t *nodes;
-    const int32_t *roots;     /* per tree: node index, or ~leaf when the tree is a single leaf */
-    const int32_t *group;     /* per tree: the output column it adds to */
-    const uint32_t *cats;     /* category bitsets */
-    const double *leaves;     /* per leaf: `width` values */
-    int32_t n_trees, width, n_out, mode;
-} forest_t;
-static inline int in_set(const forest_t *f, const node_t *nd, int32_t c) {
-    if (c < 0 || (c >> 5) >= nd->cat_len) return 0;
-    return (f->cats[nd->cat_off + (c >> 5)] >> (c & 31)) & 1u;
-}
-static inline int32_t leaf_of(const forest_t *f, const double *x, int32_t nd, const int mode) {
-    const node_t *nodes = f->nodes;
-    while (nd >= 0) {
-        const node_t *n = nodes + nd;
-        double v = x[n->feat];
-        int left;
-        if (v != v) left = n->flags & 1;
-        else if (n->flags & 2) {
-            int32_t c;
-            if (mode == 2) {
-                float fv = (float)v;
-                c = (fv < 0.0f || fv >= 2147483520.0f) ? -1 : (int32_t)fv;
-            } else {
-                c = (v <= -2147483648.0 || v >= 2147483648.0) ? -1 : (int32_t)v;
-            }
-            left = in_set(f, n, c) ^ ((n->flags >> 2) & 1);
-        } else if (mode == 0) left = v <= n->thr;
-        else if (mode == 1) left = (double)(float)v <= n->thr;
-        else left = (float)v < (float)n->thr;
-        nd = left ? n->left : n->right;
-    }
-    return ~nd;
-}
-void opml_forest_predict(const forest_t *f, const double *X, int64_t n, int64_t stride, double *out) {
-    const int32_t w = f->width, n_out = f->n_out;
-    for (int32_t t = 0; t < f->n_trees; ++t) {
-        const int32_t root = f->roots[t], g = f->group[t];
-        for (int64_t i = 0; i < n; ++i) {
-            const double *x = X + i * stride;
-            int32_t lf = f->mode == 0 ? leaf_of(f, x, root, 0)
-                       : f->mode == 1 ? leaf_of(f, x, root, 1) : leaf_of(f, x, root, 2);
-            const double *leaf = f->leaves + (int64_t)lf * w;
-            double *o = out + i * n_out + g;
-            if (f->mode == 2) { for (int32_t k = 0; k < w; ++k) o[k] = (double)((float)o[k] + (float)leaf[k]); }
-            else { for (int32_t k = 0; k < w; ++k) o[k] += leaf[k]; }
-        }
-    }
-}
-
-/* ---- boosted trees of at most 64 leaves: QuickScorer-style leaf bitmasks, rows side by side ----
-   Every node of a tree is tested for 8 rows at a time (GCC vector extensions: branch-free, AVX-512 /
-   AVX2 / SSE as the CPU has), with the tree's leaf masks of 32 rows kept in registers; a failed test
-   clears the leaves of the node's left subtree; the exit leaf is the lowest bit left (leaves are
-   numbered left to right). node_start[4t .. 4t+4] groups tree t's nodes by kind: numeric with NaN
-   going right, numeric with NaN going left, categorical (codes < 64), categorical (wide). */
-typedef struct {
-    const int32_t *feat, *kind, *cat_off, *cat_len, *node_start, *leaf_start, *group;
-    const double *thr, *leaves;
-    const uint64_t *mask, *bits;
-    const uint32_t *cats;
-    const int32_t *bit_feat;  /* LightGBM: features whose codes < 64 become bit rows (see below) */
-    int32_t n_trees, width, n_out, mode, n_bit_feat, n_features;
-} qs_t;
-
-typedef double v8d __attribute__((vector_size(64)));
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8s __attribute__((vector_size(32)));
-typedef int64_t v8i __attribute__((vector_size(64)));
-
-static inline v8d load8(const double *p) { v8d x; __builtin_memcpy(&x, p, sizeof x); return x; }
-
-/* 0 / -1 per lane: does the row go left at a numeric node? (NaN: "x <= t" false, "!(x > t)" true) */
-static inline v8i num_left(v8d x, double th, int nan_left, const int mode) {
-    if (mode == 2) {
-        v8f xf = __builtin_convertvector(x, v8f);
-        const float tf = (float)th;
-        v8s r = nan_left ? ~(xf >= tf) : (xf < tf);
-        return __builtin_convertvector(r, v8i);
-    }
-    return nan_left ? ~(x > th) : (x <= th);
-}
-
-static inline v8i sel(v8i mask, v8i a, v8i b) { return (a & mask) | (b & ~mask); }
-
-typedef uint64_t v8u __attribute__((vector_size(64)));
-
-/* 0 / -1 per lane: does the row go left at a categorical node (codes < 64)? */
-static inline v8i cat_left(v8d x, uint64_t bits, int k, const int mode) {
-    const v8i nan = x != x;
-    const v8d m1 = (v8d){0} - 1.0, c64 = (v8d){0} + 64.0;
-    v8d w = (v8d)sel(nan, (v8i)m1, (v8i)x);                          /* NaN -> -1 (decided below) */
-    if (mode == 2) {                                                   /* XGBoost: float code, < 0 invalid */
-        v8f wf = __builtin_convertvector(w, v8f);
-        v8i neg = __builtin_convertvector(wf < 0.0f, v8i);
-        w = (v8d)sel(neg, (v8i)m1, (v8i)__builtin_convertvector(wf, v8d));
-    }
-    w = (v8d)sel(w < -1.0, (v8i)m1, (v8i)w);
-    w = (v8d)sel(w > 64.0, (v8i)c64, (v8i)w);
-    const v8i c = __builtin_convertvector(w, v8i);                   /* truncates like (int)x */
-    const v8i valid = (c >= 0) & (c < 64);
-    const v8u bitsv = (v8u){0} + bits;
-    const v8i inset = (v8i)((bitsv >> (v8u)(c & 63)) & 1) & valid;
-    const v8i left = -(inset ^ ((k >> 2) & 1));
-    const v8i nan_left = (v8i){0} - (k & 1);
-    return sel(nan, nan_left, left);
-}
-
-#define QSV(NAME, MODE, VR)                                                                              \
-static void NAME(const qs_t *f, const double *XT, int64_t n, int64_t from, int64_t to, double *out) { \
-    /* binary LightGBM: the block's sums stay in `acc` across trees (same order, fewer memory trips) */ \
-    const int one = MODE == 0 && f->width == 1 && f->n_out == 1;                                     \
-    for (int64_t r0 = from; r0 < to; r0 += 8 * VR) {                                                 \
-        double acc[8 * VR];                                                                          \
-        if (one) for (int i = 0; i < 8 * VR; ++i) acc[i] = out[r0 + i];                              \
-        for (int32_t t = 0; t < f->n_trees; ++t) {                                                   \
-            const int32_t *seg = f->node_start + 4 * t;                                              \
-            v8i m[VR];                                                                               \
-            for (int q = 0; q < VR; ++q) m[q] = (v8i){0} - 1;                                        \
-            for (int32_t j = seg[0]; j < seg[2]; ++j) {                                              \
-                const double *col = XT + (int64_t)f->feat[j] * n + r0;                               \
-                const double th = f->thr[j];                                                         \
-                const int nl = j >= seg[1];                                                          \
-                const int64_t mk = (int64_t)f->mask[j];                                              \
-                for (int q = 0; q < VR; ++q) m[q] &= num_left(load8(col + 8 * q), th, nl, MODE) | mk; \
-            }                                                                                        \
-            for (int32_t j = seg[2]; j < seg[3]; ++j) {                                              \
-                const double *col = XT + (int64_t)f->feat[j] * n + r0;                               \
-                const int64_t mk = (int64_t)f->mask[j];                                              \
-                const uint64_t bits = f->bits[j];                                                    \
-                const int k = f->kind[j];                                                            \
-                if (MODE == 0) { /* feat[j] names the feature's bit row: one AND per row */           \
-                    const v8u set = (v8u){0} + bits;                                                 \
-                    for (int q = 0; q < VR; ++q) {                                                   \
-                        v8u b; __builtin_memcpy(&b, col + 8 * q, sizeof b);                          \
-                        m[q] &= (v8i)((b & set) != 0) | mk;                                          \
-                    }                                                                                \
-                } else                                                                               \
-                    for (int q = 0; q < VR; ++q) m[q] &= cat_left(load8(col + 8 * q), bits, k, MODE) | mk; \
-            }                                                                                        \
-            for (int32_t j = seg[3]; j < seg[4]; ++j) {                                              \
-                const double *col = XT + (int64_t)f->feat[j] * n + r0;                               \
-                const int64_t mk = (int64_t)f->mask[j];                                              \
-                const int k = f->kind[j];                                                            \
-                node_t nd = {0.0, 0, 0, 0, k & 7, f->cat_off[j], f->cat_len[j]};                     \
-                forest_t shim = {0, 0, 0, f->cats, 0, 0, 0, 0, MODE};                                \
-                for (int q = 0; q < VR; ++q) {                                                       \
-                    for (int i = 0; i < 8; ++i) {                                                    \
-                        const double v = col[8 * q + i];                                             \
-                        int left;                                                                    \
-                        if (v != v) left = k & 1;                                                    \
-                        else {                                                                       \
-                            int32_t c;                                                               \
-                            const float fv = (float)v;                                               \
-                            if (MODE == 2) c = (fv < 0.0f || fv >= 2147483520.0f) ? -1 : (int32_t)fv; \
-                            else c = (v <= -2147483648.0 || v >= 2147483648.0) ? -1 : (int32_t)v;  \
-                            left = in_set(&shim, &nd, c) ^ ((k >> 2) & 1);                           \
-                        }                                                                            \
-                        if (!left) m[q][i] &= mk;                                                    \
-                    }                                                                                \
-                }                                                                                    \
-            }                                                                                        \
-            const int32_t g = f->group[t], l0 = f->leaf_start[t], w = f->width, n_out = f->n_out;   \
-            if (one) {                                                                               \
-                const double *lv0 = f->leaves + l0;                                                  \
-                for (int q = 0; q < VR; ++q)                                                         \
-                    for (int i = 0; i < 8; ++i) acc[8 * q + i] += lv0[__builtin_ctzll((uint64_t)m[q][i])]; \
-            } else for (int q = 0; q < VR; ++q) {                                                    \
-                for (int i = 0; i < 8; ++i) {                                                        \
-                    const double *lv = f->leaves + (int64_t)(l0 + __builtin_ctzll((uint64_t)m[q][i])) * w; \
-                    double *o = out + (r0 + 8 * q + i) * n_out + g;                                  \
-                    if (MODE == 2) { for (int32_t p = 0; p < w; ++p) o[p] = (double)((float)o[p] + (float)lv[p]); } \
-                    else { for (int32_t p = 0; p < w; ++p) o[p] += lv[p]; }                          \
-                }                                                                                    \
-            }                                                                                        \
-        }                                                                                            \
-        if (one) for (int i = 0; i < 8 * VR; ++i) out[r0 + i] = acc[i];                             \
-    }                                                                                                \
-}
-QSV(qsv_lgbm4, 0, 4)
-QSV(qsv_lgbm1, 0, 1)
-QSV(qsv_xgb4, 2, 4)
-QSV(qsv_xgb1, 2, 1)
-
-/* XT: ((n_features + n_bit_feat) x stride) with stride >= n rounded up to a multiple of 8; 32 rows per
-   pass, then 8. LightGBM categorical nodes over codes < 64 test bit rows: row n_features + i holds, for
-   feature bit_feat[i], 1 << trunc(x) where LightGBM reads a category 0..63 (x in (-1, 64)), else 0 (NaN,
-   negative, too large: never in the set, so right) -- filled here, once per call, for every node. */
-void opml_forest_predict_qsv(const qs_t *f, double *XT, int64_t n, int64_t stride, double *out) {
-    for (int32_t i = 0; i < f->n_bit_feat; ++i) {
-        const double *x = XT + (int64_t)f->bit_feat[i] * stride;
-        uint64_t *b = (uint64_t *)(XT + (int64_t)(f->n_features + i) * stride);
-        for (int64_t r = 0; r < n; ++r) b[r] = (x[r] > -1.0 && x[r] < 64.0) ? (uint64_t)1 << (int32_t)x[r] : 0;
-    }
-    const int64_t n32 = n / 32 * 32;
-    if (f->mode == 2) {
-        if (n32) qsv_xgb4(f, XT, stride, 0, n32, out);
-        if (n > n32) qsv_xgb1(f, XT, stride, n32, n, out);
-    } else {
-        if (n32) qsv_lgbm4(f, XT, stride, 0, n32, out);
-        if (n > n32) qsv_lgbm1(f, XT, stride, n32, n, out);
-    }
-}
-"""
 
 _NODE = np.dtype([("thr", "<f8"), ("feat", "<i4"), ("left", "<i4"), ("right", "<i4"), ("flags", "<i4"),
                   ("cat_off", "<i4"), ("cat_len", "<i4")])
@@ -276,16 +64,16 @@ class _Forest(ctypes.Structure):
 
 # ---- the compiled kernel ------------------------------------------------------------------------------
 def kernel() -> Any:
-    """The loaded C kernel (compiled on first use, then cached on disk); NotImplementedError when impossible."""
+    """The loaded C kernel (compiled on first use, then cached on disk); CannotCompile when impossible."""
     return _library.get()
 
 
 def _load() -> Any:
-    target = build("forest", _KERNEL, what="tree kernel")
+    target = build("forest", source("treekernel.c"), what="tree kernel")
     try:
         lib = ctypes.CDLL(str(target))
     except OSError as exc:
-        raise NotImplementedError(f"cannot load the tree kernel: {exc}") from exc
+        raise CannotCompile(f"cannot load the tree kernel: {exc}") from exc
     walk = lib.opml_forest_predict
     walk.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
     walk.restype = None
@@ -320,7 +108,7 @@ class _Builder:
         if not categories:
             return len(self.cats), 0
         if min(categories) < 0 or max(categories) >= 1 << 20:
-            raise NotImplementedError("categorical split over an out-of-range category")
+            raise CannotCompile("categorical split over an out-of-range category")
         words = [0] * (max(categories) // 32 + 1)
         for c in categories:
             words[c // 32] |= 1 << (c % 32)
@@ -448,7 +236,7 @@ def _bitmask_tables(b: _Builder, n_out: int, mode: int, n_features: int) -> tupl
         for j, k in enumerate(kind):
             if k & F_CAT and not k & 8:
                 if k & (F_NAN_LEFT | F_CAT_INVERT):
-                    raise NotImplementedError("LightGBM categorical split sending NaN left is not compiled")
+                    raise CannotCompile("LightGBM categorical split sending NaN left is not compiled")
                 if feat[j] not in bit_feat:
                     bit_feat.append(feat[j])
                 feat[j] = n_features + bit_feat.index(feat[j])
@@ -470,21 +258,21 @@ def _bitmask_tables(b: _Builder, n_out: int, mode: int, n_features: int) -> tupl
 def lightgbm_forest(booster: Any, n_features: int) -> tuple[CompiledForest, str, int]:
     """(forest, objective kind "binary"|"multiclass", n_classes) of a LightGBM Booster."""
     if booster.params.get("linear_tree"):
-        raise NotImplementedError("LightGBM linear trees are not compiled")
+        raise CannotCompile("LightGBM linear trees are not compiled")
     d = booster.dump_model()
     objective = str(d.get("objective", "")).split()
     k = int(d["num_tree_per_iteration"])
     if d.get("average_output"):
-        raise NotImplementedError("LightGBM random-forest mode (average_output) is not compiled")
+        raise CannotCompile("LightGBM random-forest mode (average_output) is not compiled")
     if objective[:1] == ["binary"] and k == 1:
         kind = "binary"
         sig = [o for o in objective if o.startswith("sigmoid:")]
         if sig and float(sig[0].split(":")[1]) != 1.0:
-            raise NotImplementedError("LightGBM binary objective with sigmoid != 1 is not compiled")
+            raise CannotCompile("LightGBM binary objective with sigmoid != 1 is not compiled")
     elif objective[:1] == ["multiclass"] and k == int(d["num_class"]):
         kind = "multiclass"
     else:
-        raise NotImplementedError(f"LightGBM objective {' '.join(objective)!r} is not compiled")
+        raise CannotCompile(f"LightGBM objective {' '.join(objective)!r} is not compiled")
     trees = d["tree_info"]
     best = int(getattr(booster, "best_iteration", 0) or 0)
     if best > 0:
@@ -513,11 +301,11 @@ def _lgb_node(b: _Builder, t: dict[str, Any]) -> int:
         elif missing == "None":
             nan_left = thr >= 0.0  # LightGBM reads NaN as 0.0 here
         else:
-            raise NotImplementedError(f"LightGBM missing type {missing} is not compiled")
+            raise CannotCompile(f"LightGBM missing type {missing} is not compiled")
         thr = _lgb_zero_threshold(thr)
         flags, off, n = (F_NAN_LEFT if nan_left else 0), 0, 0
     else:
-        raise NotImplementedError(f"LightGBM decision type {t['decision_type']} is not compiled")
+        raise CannotCompile(f"LightGBM decision type {t['decision_type']} is not compiled")
     left = _lgb_node(b, t["left_child"])
     right = _lgb_node(b, t["right_child"])
     b.nodes[idx] = (thr, feat, left, right, flags, off, n)
@@ -547,12 +335,12 @@ def xgboost_forest(booster: Any, n_features: int, best_iteration: int | None) ->
     obj = learner["objective"]["name"]
     gb = learner["gradient_booster"]
     if gb["name"] != "gbtree":
-        raise NotImplementedError(f"XGBoost booster {gb['name']} is not compiled")
+        raise CannotCompile(f"XGBoost booster {gb['name']} is not compiled")
     params = learner["learner_model_param"]
     n_class = int(params.get("num_class", "0") or 0)
     n_targets = int(params.get("num_target", "1") or 1)
     if n_targets != 1:
-        raise NotImplementedError("multi-target XGBoost is not compiled")
+        raise CannotCompile("multi-target XGBoost is not compiled")
     base = _xgb_floats(params["base_score"])
     if obj == "binary:logistic":
         kind, k = "binary", 1
@@ -562,7 +350,7 @@ def xgboost_forest(booster: Any, n_features: int, best_iteration: int | None) ->
         init = base * k if len(base) == 1 else base
         init = [float(np.float32(v)) for v in init]
     else:
-        raise NotImplementedError(f"XGBoost objective {obj} is not compiled")
+        raise CannotCompile(f"XGBoost objective {obj} is not compiled")
     trees = gb["model"]["trees"]
     info = gb["model"]["tree_info"]
     indptr = gb["model"].get("iteration_indptr")
@@ -621,7 +409,7 @@ def _xgb_tree(b: _Builder, t: dict[str, Any]) -> int:
 def sklearn_forest(model: Any, n_features: int) -> CompiledForest:
     classes = len(model.classes_) if np.ndim(model.classes_) == 1 else None
     if classes is None or getattr(model, "n_outputs_", 1) != 1:
-        raise NotImplementedError("multi-output forests are not compiled")
+        raise CannotCompile("multi-output forests are not compiled")
     b = _Builder(classes)
     for est in model.estimators_:
         tree = est.tree_
