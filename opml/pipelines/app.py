@@ -14,25 +14,18 @@ import os
 import re
 import time
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 
+from opml.asgi import JSON, HTTPError, Receive, Scope, Send, error, lifespan, read_body, respond
 from opml.errors import AuthError, OpmlError
 from opml.pipelines import registry
 from opml.pipelines.spec import ParameterError
-from opml.serving.app import JSON, Receive, Send, lifespan, respond
 from opml.workspace.workspace import Workspace
 
 MAX_BODY = 1 << 20
 TRIGGER = re.compile(r"^/pipelines/([A-Za-z0-9-]{1,64})/runs/?$")
 RUN = re.compile(r"^/runs/([A-Za-z0-9_.-]{1,128})/?$")
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 class ControlPlane:
@@ -44,7 +37,7 @@ class ControlPlane:
         self.pipelines: dict[str, registry.Pipeline] = {}
         self.openapi = orjson.dumps(openapi(base_url))
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
             return
@@ -55,10 +48,10 @@ class ControlPlane:
         after = None
         try:
             status, body, after = await self.route(path, method, headers, receive)
-        except HttpError as exc:
-            status, body = exc.status, orjson.dumps({"error": exc.message})
+        except HTTPError as exc:
+            status, body = exc.status, error(exc.message)
         except Exception as exc:  # a bug, not bad input
-            status, body = 500, orjson.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
+            status, body = 500, error(f"internal error: {type(exc).__name__}: {exc}")
         await respond(send, status, body, JSON)
         if after is not None:
             after()
@@ -67,16 +60,16 @@ class ControlPlane:
         m = TRIGGER.match(path)
         if m:
             if method != "POST":
-                raise HttpError(405, f"use POST {path}")
+                raise HTTPError(405, f"use POST {path}")
             return await self.trigger(m.group(1), headers, receive)
         m = RUN.match(path)
         if m:
             if method != "GET":
-                raise HttpError(405, f"use GET {path}")
+                raise HTTPError(405, f"use GET {path}")
             self.auth(headers)
             return 200, orjson.dumps(self.run_doc(m.group(1))), None
         if method not in ("GET", "HEAD"):
-            raise HttpError(405, f"use GET {path}")
+            raise HTTPError(405, f"use GET {path}")
         if path == "/":
             return 200, orjson.dumps({"status": "Healthy", "pid": os.getpid(), "uptime_s": round(time.time() -
                                       self.started, 1)}), None
@@ -86,7 +79,7 @@ class ControlPlane:
             self.auth(headers)
             return 200, orjson.dumps({"value": [self.published_doc(p) for p in registry.list_published(self.ws)]}), \
                 None
-        raise HttpError(404, f"no route {path}; see GET /openapi.json")
+        raise HTTPError(404, f"no route {path}; see GET /openapi.json")
 
     def auth(self, headers: dict) -> dict:
         from opml.workspace.identity import verify_token
@@ -94,46 +87,48 @@ class ControlPlane:
         value = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, token = value.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise HttpError(401, "missing bearer token: send 'Authorization: Bearer <token from opml auth token>'")
+            raise HTTPError(401, "missing bearer token: send 'Authorization: Bearer <token from opml auth token>'")
         try:
             return verify_token(self.ws, token.strip())
         except AuthError as exc:
-            raise HttpError(401, exc.line()) from None
+            raise HTTPError(401, exc.line()) from None
 
     async def trigger(self, pid: str, headers: dict, receive: Receive):
         claims = self.auth(headers)
-        raw = await _body(receive)
+        raw = await read_body(receive, MAX_BODY)
+        if raw is None:
+            raise HTTPError(413, f"request body over {MAX_BODY} bytes")
         try:
             doc = orjson.loads(raw) if raw.strip() else {}
         except orjson.JSONDecodeError as exc:
-            raise HttpError(400, f"malformed JSON: {exc}") from None
+            raise HTTPError(400, f"malformed JSON: {exc}") from None
         if not isinstance(doc, dict):
-            raise HttpError(400, 'the body must be a JSON object: {"ExperimentName": ..., "ParameterAssignments": {}}')
+            raise HTTPError(400, 'the body must be a JSON object: {"ExperimentName": ..., "ParameterAssignments": {}}')
         unknown = set(doc) - {"ExperimentName", "ParameterAssignments", "Description"}
         if unknown:
-            raise HttpError(422, f"unknown field {sorted(unknown)[0]!r}; allowed: ExperimentName, "
+            raise HTTPError(422, f"unknown field {sorted(unknown)[0]!r}; allowed: ExperimentName, "
                                  "ParameterAssignments, Description")
         pub = registry.find_published(self.ws, pid)
         if pub is None:
-            raise HttpError(404, f"no published pipeline {pid!r}")
+            raise HTTPError(404, f"no published pipeline {pid!r}")
         if pub.status != "Active":
-            raise HttpError(409, f"published pipeline {pid} is {pub.status}; enable it with "
+            raise HTTPError(409, f"published pipeline {pid} is {pub.status}; enable it with "
                                  f"`opml pipeline enable {pid}`")
         experiment = doc.get("ExperimentName")
         if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
-            raise HttpError(422, "ExperimentName must be a non-empty string")
+            raise HTTPError(422, "ExperimentName must be a non-empty string")
         params = doc.get("ParameterAssignments") or {}
         if not isinstance(params, dict):
-            raise HttpError(422, "ParameterAssignments must be an object of name: value")
+            raise HTTPError(422, "ParameterAssignments must be an object of name: value")
         key = f"{pub.name}:{pub.version}"
         pipeline = self.pipelines.get(key) or self.pipelines.setdefault(key, registry.get_pipeline(self.ws, key))
         try:
             run = registry.submit_run(self.ws, pipeline, params, experiment=experiment, strict=True,
                                       published_id=pid, submitted_by=str(claims.get("name") or claims.get("sub")))
         except ParameterError as exc:
-            raise HttpError(422, exc.line()) from None
+            raise HTTPError(422, exc.line()) from None
         except OpmlError as exc:
-            raise HttpError(422, exc.line()) from None
+            raise HTTPError(422, exc.line()) from None
         reply = {"Id": run.id, "Status": run.status, "PipelineId": pid, "Pipeline": run.ref,
                  "ExperimentName": run.experiment, "ParameterAssignments": run.parameters,
                  "CreatedTime": run.created_at, "RunUrl": f"{self.base_url}/runs/{run.id}"}
@@ -143,7 +138,7 @@ class ControlPlane:
         try:
             run = registry.get_run(self.ws, run_id)
         except OpmlError:
-            raise HttpError(404, f"no pipeline run {run_id!r}") from None
+            raise HTTPError(404, f"no pipeline run {run_id!r}") from None
         return run_document(self.ws, run)
 
     def published_doc(self, p: registry.Published) -> dict:
@@ -159,19 +154,6 @@ def run_document(ws: Workspace, run: registry.Run) -> dict:
             "ExperimentName": run.experiment, "ParameterAssignments": run.parameters, "Error": run.error,
             "CreatedTime": run.created_at, "StartTime": run.started_at, "EndTime": run.ended_at,
             "DurationSeconds": run.duration_s, "Steps": steps}
-
-
-async def _body(receive: Receive) -> bytes:
-    chunks, size = [], 0
-    while True:
-        msg = await receive()
-        chunk = msg.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise HttpError(413, f"request body over {MAX_BODY} bytes")
-        chunks.append(chunk)
-        if not msg.get("more_body"):
-            return b"".join(chunks)
 
 
 def openapi(base_url: str) -> dict:

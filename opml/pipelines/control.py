@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from opml import processes
 from opml.errors import OpmlError
 from opml.pipelines.server import state_file
-from opml.serving.process import log_tail
 
 HOST = "127.0.0.1"
+SERVER = "opml.pipelines.server"
 
 
 def _state(root: Path) -> dict[str, Any]:
@@ -25,24 +22,13 @@ def _state(root: Path) -> dict[str, Any]:
         return {}
 
 
-def _is_server(pid: int | None) -> bool:
-    from opml.serving.process import alive
-
-    if not alive(pid):
-        return False
-    try:
-        return b"opml.pipelines.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
 def log_path(root: Path) -> Path:
     return root / "logs" / "control-plane.log"
 
 
 def status(root: Path) -> dict[str, Any]:
     st = _state(root)
-    running = _is_server(st.get("pid"))
+    running = processes.alive(st.get("pid"), SERVER)
     return {"state": "Running" if running else "Stopped", "pid": st.get("pid") if running else None,
             "host": st.get("host", HOST), "port": st.get("port"), "url": st.get("url") if running else None,
             "started_at": st.get("started_at") if running else None, "log": str(log_path(root))}
@@ -60,8 +46,6 @@ def _port_free(port: int) -> bool:
 
 def start(root: Path, port: int | None = None, timeout: float = 30.0) -> dict[str, Any]:
     """Start the control plane unless it runs; keeps its previous port so published URLs stay valid."""
-    from opml.serving.process import free_port
-
     st = status(root)
     if st["state"] == "Running":
         if port and port != st["port"]:
@@ -69,40 +53,25 @@ def start(root: Path, port: int | None = None, timeout: float = 30.0) -> dict[st
                             "run `opml server stop` first to move it")
         return st | {"started": False}
     if not port:
-        port = st["port"] if st.get("port") and _port_free(st["port"]) else free_port(HOST)
+        port = st["port"] if st.get("port") and _port_free(st["port"]) else processes.free_port(HOST)
     elif not _port_free(port):
         raise OpmlError(f"port {port} on {HOST} is in use", "pick another with --port")
     log = log_path(root)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPML_CLIENT")}
-    with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "opml.pipelines.server", "--workspace", str(root),
-                                 "--host", HOST, "--port", str(port)], stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=out, env=env, start_new_session=True, close_fds=True)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise OpmlError(f"the control plane failed to start: {log_tail(log)}", f"see {log}")
-        if _state(root).get("pid") == proc.pid:
-            try:
-                with socket.create_connection((HOST, port), timeout=1):
-                    return status(root) | {"started": True}
-            except OSError:
-                pass
-        time.sleep(0.05)
-    from opml.serving.process import stop as stop_pid
-
-    stop_pid(proc.pid)
-    raise OpmlError(f"the control plane was not ready within {timeout:.0f} s", f"see {log}")
+    proc = processes.spawn(SERVER, ["--workspace", str(root), "--host", HOST, "--port", str(port)], log)
+    try:
+        processes.wait_ready(proc, lambda: _state(root).get("pid") == proc.pid, HOST, port, timeout)
+    except processes.Exited:
+        raise OpmlError(f"the control plane failed to start: {processes.log_tail(log)}", f"see {log}") from None
+    except TimeoutError:
+        raise OpmlError(f"the control plane was not ready within {timeout:.0f} s", f"see {log}") from None
+    return status(root) | {"started": True}
 
 
 def stop(root: Path) -> dict[str, Any]:
-    from opml.serving.process import stop as stop_pid
-
     st = status(root)
     if st["state"] != "Running":
         return st | {"stopped": False}
-    stop_pid(st["pid"])
+    processes.stop(st["pid"], SERVER)
     return status(root) | {"stopped": True}
 
 
@@ -111,7 +80,6 @@ def require(root: Path) -> dict[str, Any]:
     if st["state"] != "Running":
         raise OpmlError("the control plane is not running", "start it with `opml server start`")
     return st
-
 
 
 def endpoint_url(root: Path, published_id: str) -> str | None:

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from opml import processes
 from opml.errors import OpmlError
 from opml.pipelines import registry
 from opml.pipelines.spec import dependencies, step_settings
@@ -31,43 +32,24 @@ POLL_S = 0.2
 
 def spawn(root: Path, run_id: str, *, popen: bool = False):
     """Start the executor for `run_id`, detached; returns its pid (or the Popen with popen=True)."""
-    log = run_dir(root, run_id) / "runner.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPML_CLIENT")}
-    with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "opml.pipelines.runner", "--workspace", str(root),
-                                 "--run", run_id], stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
-                                start_new_session=True, close_fds=True)
+    proc = processes.spawn("opml.pipelines.runner", ["--workspace", str(root), "--run", run_id],
+                           run_dir(root, run_id) / "runner.log")
     return proc if popen else proc.pid
 
 
 def is_runner(pid: int | None, run_id: str) -> bool:
-    return _is(pid, b"opml.pipelines.runner", run_id)
+    return processes.alive(pid, "opml.pipelines.runner", run_id)
 
 
 def is_step(pid: int | None, run_id: str) -> bool:
-    return _is(pid, b"opml.pipelines.step", run_id)
-
-
-def _is(pid: int | None, module: bytes, run_id: str) -> bool:
-    from opml.serving.process import alive
-
-    if not alive(pid):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return module in cmdline and run_id.encode() in cmdline
+    return processes.alive(pid, "opml.pipelines.step", run_id)
 
 
 def kill_group(pid: int, timeout: float = 5.0) -> None:
-    from opml.serving.process import alive
-
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and alive(pid):
+    while time.monotonic() < deadline and processes.alive(pid):
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.05)

@@ -9,20 +9,16 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
+from opml.asgi import JSON, HTTPError, Receive, Scope, Send, drain, error, lifespan, read_body, respond
 from opml.serving.keys import KeyChecker
 from opml.serving.metrics import Metrics
-from opml.serving.requests import Column, RequestError, parse
+from opml.serving.requests import Column, parse
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-JSON = [(b"content-type", b"application/json")]
 TEXT = [(b"content-type", b"text/plain; version=0.0.4")]
 REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -33,7 +29,7 @@ class Scorer(Protocol):
     classes: list[str]
     inference: str  # "compiled" or "fallback: <why>"
 
-    def read(self, records: list[Any]) -> Any: ...  # checked records (RequestError names a bad one)
+    def read(self, records: list[Any]) -> Any: ...  # checked records (an HTTPError names a bad one)
 
     def predict_batch(self, batch: Any) -> Any: ...  # probabilities of what read() returned
 
@@ -52,7 +48,7 @@ class ScoringApp:
         self.health = orjson.dumps({"status": "Healthy", "model": scorer.model_ref, "classes": scorer.classes,
                                     "inference": scorer.inference, "auth_enabled": keys is not None})
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
             return
@@ -67,11 +63,11 @@ class ScoringApp:
         rows, records, kind = 0, None, JSON
         if path == "/score":
             if method != "POST":
-                status, body = 405, _error("use POST /score")
+                status, body = 405, error("use POST /score")
             else:
                 status, body, rows, records = await self._score(headers, receive)
         elif method not in ("GET", "HEAD"):
-            status, body = 405, _error(f"use GET {path}")
+            status, body = 405, error(f"use GET {path}")
         elif path == "/":
             status, body = 200, self.health
         elif path == "/swagger.json":
@@ -79,7 +75,7 @@ class ScoringApp:
         elif path == "/metrics":
             status, body, kind = 200, self.metrics.render(), TEXT
         else:
-            status, body = 404, _error(f"no route {path}; POST /score, GET /, GET /swagger.json, GET /metrics")
+            status, body = 404, error(f"no route {path}; POST /score, GET /, GET /swagger.json, GET /metrics")
         await respond(send, status, body, [*kind, (b"x-request-id", request_id)])
         elapsed = time.perf_counter() - t0
         self.metrics.observe(path, status, elapsed, rows)
@@ -93,23 +89,23 @@ class ScoringApp:
 
     async def _score(self, headers: dict[bytes, bytes], receive: Receive) -> tuple[int, bytes, int, Any]:
         if self.keys is not None and not self.keys.check(headers.get(b"authorization")):
-            await _drain(receive)
-            return 401, _error("missing or invalid key: send 'Authorization: Bearer <key>'"), 0, None
+            await drain(receive)
+            return 401, error("missing or invalid key: send 'Authorization: Bearer <key>'"), 0, None
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return 413, _error(f"request body over {self.max_bytes} bytes; send fewer rows per request"), 0, None
+            return 413, error(f"request body over {self.max_bytes} bytes; send fewer rows per request"), 0, None
         raw = await read_body(receive, self.max_bytes)
         if raw is None:
-            return 413, _error(f"request body over {self.max_bytes} bytes; send fewer rows per request"), 0, None
+            return 413, error(f"request body over {self.max_bytes} bytes; send fewer rows per request"), 0, None
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            return 400, _error(f"malformed JSON: {exc}"), 0, None
+            return 400, error(f"malformed JSON: {exc}"), 0, None
         try:
             req = parse(doc)
             batch = self.scorer.read(req.records)
-        except RequestError as exc:
-            return exc.status, _error(exc.message), 0, None
+        except HTTPError as exc:
+            return exc.status, error(exc.message), 0, None
         try:
             proba = self.scorer.predict_batch(batch)
             if req.method == "predict_proba":
@@ -117,48 +113,6 @@ class ScoringApp:
             else:
                 result = self.scorer.labels(proba)
         except Exception as exc:  # a bug, not bad input: say so and keep serving
-            return 500, _error(f"internal error while scoring: {type(exc).__name__}: {exc}"), 0, None
+            return 500, error(f"internal error while scoring: {type(exc).__name__}: {exc}"), 0, None
         key = "Results" if req.v2 else "result"
         return 200, orjson.dumps({key: result}, option=orjson.OPT_SERIALIZE_NUMPY), len(req.records), req.records
-
-
-def _error(message: str) -> bytes:
-    return orjson.dumps({"error": message})
-
-
-async def respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The request body, or None once it exceeds `limit` bytes (a client that disconnects ends it early)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-async def _drain(receive: Receive) -> None:
-    while (await receive()).get("more_body"):
-        pass
-
-
-async def lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

@@ -13,6 +13,7 @@ from typing import Any
 
 from opml.config import DeployConfig
 from opml.errors import NotFoundError, OpmlError
+from opml.processes import free_port
 from opml.serving import keys as keystore
 from opml.serving import process, telemetry
 from opml.workspace import store
@@ -102,7 +103,7 @@ def deploy(ws: Workspace, model_ref: str, cfg: DeployConfig, name: str | None = 
     model = get_model(ws, model_ref)  # fail fast on an unknown model
     with _locked(ws, name):
         old = find(ws, name)
-        port = old.port if old else (cfg.port or process.free_port(cfg.host))
+        port = old.port if old else (cfg.port or free_port(cfg.host))
         host = old.host if old and old.pid and process.alive(old.pid, name) else cfg.host
         if cfg.auth_enabled:
             keystore.ensure_keys(ws.secrets_dir, name)

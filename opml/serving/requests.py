@@ -7,16 +7,13 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Literal
 
+from opml.asgi import HTTPError
+
 METHODS = ("predict", "predict_proba")
 
 
-class RequestError(Exception):
-    """A bad request: HTTP status plus a message naming the problem."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class RequestError(HTTPError):
+    """A scoring request the model cannot take (its body or a record): status and a message naming the problem."""
 
 
 @dataclass(frozen=True)

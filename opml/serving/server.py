@@ -15,37 +15,15 @@ import logging.config
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
 
-LOG_CONFIG = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s.%(msecs)03d+00:00 %(levelname)s %(name)s: %(message)s",
-                             "datefmt": "%Y-%m-%dT%H:%M:%S"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
-    "loggers": {
-        "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-        "opml": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-    },
-}
+from opml.asgi import LOG_CONFIG, bind, uvicorn_server
 
 
 def ready_file(root: Path, name: str, pid: int) -> Path:
     return root / "run" / "endpoints" / f"{name}.{pid}.ready"
-
-
-def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,8 +83,6 @@ def _die_with(parent: int) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from opml.serving.app import ScoringApp
     from opml.serving.keys import KeyChecker, key_file
     from opml.serving.openapi import build
@@ -133,9 +109,7 @@ def serve(args: argparse.Namespace) -> int:
     ready = ready_file(args.workspace, args.name, pid)
     ready.parent.mkdir(parents=True, exist_ok=True)
 
-    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="off", access_log=False,
-                            log_level="info", timeout_keep_alive=5, backlog=2048, log_config=LOG_CONFIG)
-    server = uvicorn.Server(config)  # handles SIGTERM/SIGINT with a graceful shutdown
+    server = uvicorn_server(app, backlog=2048)  # handles SIGTERM/SIGINT with a graceful shutdown
     ready.write_text(json.dumps({"pid": pid, "port": args.port, "inference": scorer.inference,
                                  "load_s": round(time.monotonic() - t0, 3)}))
     logging.getLogger("opml.endpoint").info(

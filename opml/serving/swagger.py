@@ -20,22 +20,17 @@ import asyncio
 import html
 import json
 import signal
-import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from opml.asgi import Receive, Scope, Send, bind, error, read_body, respond
 from opml.errors import OpmlError
 from opml.files import atomic_write
-from opml.serving.app import read_body
 from opml.serving.endpoints import Endpoint, endpoint_keys
 from opml.workspace.workspace import Workspace
-
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 ASSETS_PACKAGE = "flask_swagger_ui"  # PyPI flask-swagger-ui: swagger-ui's dist/ files, versioned like swagger-ui
 ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "index.css")
@@ -207,7 +202,7 @@ class SwaggerUIApp:
             doc["info"] = info
         return json.dumps(doc).encode()
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         t0 = time.perf_counter()
@@ -215,13 +210,13 @@ class SwaggerUIApp:
         method, path = scope["method"], scope["path"]
         origin = self._origin(headers.get("host"))
         if origin is None:
-            status = await _send(send, 403, _error("this server answers only on 127.0.0.1 / localhost"))
+            status = await _send(send, 403, error("this server answers only on 127.0.0.1 / localhost"))
         elif path == "/" and method == "GET" and _navigating(headers):
             status = await _send(send, 307, b"", extra=[(b"location", b"/docs")])
         elif path in PROXIED:
             status = await self._proxy(scope, receive, send, headers)
         elif method not in ("GET", "HEAD"):
-            status = await _send(send, 405, _error(f"use GET {path}"))
+            status = await _send(send, 405, error(f"use GET {path}"))
         elif path == "/swagger.json":
             status = await _send(send, 200, self.spec_for(origin), ctype=b"application/json")
         elif path in self.files:
@@ -231,7 +226,7 @@ class SwaggerUIApp:
         elif path == "/docs/":
             status = await _send(send, 307, b"", extra=[(b"location", b"/docs")])
         else:
-            status = await _send(send, 404, _error(f"no route {path}; Swagger UI is at /docs"))
+            status = await _send(send, 404, error(f"no route {path}; Swagger UI is at /docs"))
         if self.log and path in PROXIED:  # method, path, status, time: never headers or bodies
             ms = (time.perf_counter() - t0) * 1000
             print(f"{method} {path} -> {status} ({ms:.0f} ms)", file=sys.stderr, flush=True)
@@ -242,12 +237,12 @@ class SwaggerUIApp:
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         return f"http://{host}" if name.lower() in LOCAL_HOSTS else None
 
-    async def _proxy(self, scope: dict[str, Any], receive: Receive, send: Send, headers: dict[str, str]) -> int:
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> int:
         import requests
 
         body = await read_body(receive, self.max_body)
         if body is None:
-            return await _send(send, 413, _error(f"request body over {self.max_body} bytes"))
+            return await _send(send, 413, error(f"request body over {self.max_body} bytes"))
         forward = {k: headers[k] for k in ("authorization", "content-type", "accept") if k in headers}
         url = self.target + scope["path"]
         if scope.get("query_string"):
@@ -256,7 +251,7 @@ class SwaggerUIApp:
             resp = await asyncio.to_thread(requests.request, scope["method"], url, headers=forward,
                                            data=body or None, timeout=60, allow_redirects=False)
         except requests.RequestException as exc:
-            return await _send(send, 502, _error(
+            return await _send(send, 502, error(
                 f"endpoint {self.ep.name!r} did not answer at {self.target} ({type(exc).__name__}); "
                 f"check `opml endpoint show {self.ep.name}`"))
         ctype = resp.headers.get("content-type", "application/octet-stream").encode("latin-1")
@@ -271,18 +266,12 @@ def _navigating(headers: dict[str, str]) -> bool:
     return "text/html" in headers.get("accept", "")
 
 
-def _error(message: str) -> bytes:
-    return json.dumps({"error": message}).encode()
-
-
 async def _send(send: Send, status: int, body: bytes, *, ctype: bytes = b"application/json",
                 extra: list[tuple[bytes, bytes]] | None = None, head: bool = False) -> int:
-    headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode()),
-               (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"), *(extra or [])]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else body})
+    headers = [(b"content-type", ctype), (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
+               *(extra or [])]
+    await respond(send, status, body, headers, head=head)
     return status
-
 
 
 def load_spec(path: Path) -> dict[str, Any]:
@@ -293,27 +282,15 @@ def load_spec(path: Path) -> dict[str, Any]:
     return _parse_spec(raw, str(path))
 
 
-def bind(port: int, host: str = "127.0.0.1") -> socket.socket:
-    if not 1 <= port <= 65535:
-        raise OpmlError(f"--port must be between 1 and 65535 (got {port})", "pass --port 9000")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OpmlError(f"cannot listen on {host}:{port} ({exc.strerror or exc})",
-                        "pick another port with --port") from None
-    sock.listen(128)
-    return sock
-
-
 def serve_ui(ws: Workspace, ep: Endpoint, spec_path: Path, port: int) -> None:
     """Serve Swagger UI for `ep` on 127.0.0.1:`port` until Ctrl-C or SIGTERM (then return normally)."""
     import uvicorn
 
     app = SwaggerUIApp(ep, load_spec(spec_path), port)
-    sock = bind(port)
+    if not 1 <= port <= 65535:
+        raise OpmlError(f"--port must be between 1 and 65535 (got {port})", "pass --port 9000")
+    # no SO_REUSEPORT: a port in use (an endpoint's, another Swagger UI's) is a one-line error
+    sock = bind("127.0.0.1", port, reuse_port=False, backlog=128, fix="pick another port with --port")
     config = uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning", timeout_keep_alive=5,
                             timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)

@@ -1,0 +1,127 @@
+"""Detached helper processes (endpoints, the control plane, pipeline runs): start, wait until ready, probe, stop.
+
+A process is started in its own session, so stopping its group stops every worker it forked; it is
+recognised by its command line as well as its PID, which guards against PID reuse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class Exited(Exception):
+    """The process ended before it was ready."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def spawn(module: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Run `python -m module args...` detached (own session), output appended to `log`.
+
+    The child gets this environment (with `env` as defaults) minus the OPML_CLIENT_* credentials.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    environ = (env or {}) | {k: v for k, v in os.environ.items() if not k.startswith("OPML_CLIENT")}
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", module, *args], stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=out, env=environ, start_new_session=True, close_fds=True)
+
+
+def wait_ready(proc: subprocess.Popen, ready: Callable[[], T], host: str, port: int, timeout: float) -> T:
+    """Poll until `ready()` gives a true value and host:port accepts connections; return that value.
+
+    Raises Exited if the process ends first, TimeoutError after `timeout` seconds (the process is then stopped).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = ready()
+        if value and _connects(host, port):
+            return value
+        if proc.poll() is not None:
+            raise Exited(proc.returncode)
+        time.sleep(0.05)
+    stop(proc.pid)
+    raise TimeoutError(f"not ready within {timeout:.0f} s")
+
+
+def _connects(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def log_tail(log: Path) -> str:
+    """The last error line of a process's log (else its last line), for a one-line failure message."""
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    errors = [ln for ln in lines if "Error" in ln or "error" in ln]
+    return (errors or lines or ["no output"])[-1].strip()[:300]
+
+
+def alive(pid: int | None, *marks: str) -> bool:
+    """True if `pid` runs (not a zombie) and each of `marks` is one of its command-line arguments."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # a zombie has exited
+        return False
+    args = cmdline.split(b"\0")
+    return all(m.encode() in args for m in marks)
+
+
+def stop(pid: int | None, *marks: str, timeout: float = 10.0) -> bool:
+    """SIGTERM the process group (all workers), then SIGKILL after `timeout`. True if it was running.
+
+    `marks` as for alive(): a process whose command line lacks them is not ours and is left alone.
+    """
+    if not alive(pid, *marks):
+        return False
+    assert pid is not None
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not alive(pid):
+            return True
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    _reap(pid)
+    return True
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
