@@ -27,7 +27,6 @@ from pathlib import Path
 
 STARTED = time.monotonic()
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "bankmarketing_train.csv"
 LABEL = "response"
 SEED = 0
 FOLDS = 5
@@ -234,10 +233,18 @@ def report(results: list[dict], budget: float, data: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=120.0)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, help="default: $OPML_TEST_DATA, ../shared/data/, else downloaded once")
     parser.add_argument("--only", choices=["opml", "flaml", "cli"])
     parser.add_argument("--worker", choices=["opml", "flaml"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.data is None:
+        from opml.data.reference import reference_csv
+        from opml.errors import OpmlError
+
+        try:
+            args.data = reference_csv(REPO)
+        except OpmlError as exc:
+            raise SystemExit(f"{exc.line()}; or pass --data PATH") from None
     if not args.data.is_file():
         raise SystemExit(f"dataset not found at {args.data}; pass --data PATH")
     if args.worker:

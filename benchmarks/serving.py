@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("OPML_DATA") or REPO.parent / "shared" / "data" / "bankmarketing_train.csv")
 
 NOOP_APP = '''
 import orjson
@@ -102,11 +101,17 @@ def main() -> None:
     import pandas as pd
 
     from opml.config import deploy_config
+    from opml.data.reference import reference_csv
+    from opml.errors import OpmlError
     from opml.serving.endpoints import delete as delete_endpoint
     from opml.serving.endpoints import deploy, endpoint_keys
     from opml.training.models import get_model, load_model
     from opml.workspace.workspace import Workspace
 
+    try:
+        data = reference_csv(REPO, env_var="OPML_DATA")  # $OPML_DATA, ../shared/data/, else downloaded once
+    except OpmlError as exc:
+        raise SystemExit(exc.line()) from None
     tmp = tempfile.TemporaryDirectory(prefix="opml-bench-")
     root = args.workspace
     if root is None:
@@ -116,7 +121,7 @@ def main() -> None:
         subprocess.run([*opml, "auth"], env=env, check=True, capture_output=True)
         print(f"training a model ({args.train_budget:.0f} s budget) ...", flush=True)
         rule = ["--model-selection", args.model_selection] if args.model_selection else []
-        done = subprocess.run([*opml, "train", "--data", str(DATA), "--time-budget", str(args.train_budget), *rule,
+        done = subprocess.run([*opml, "train", "--data", str(data), "--time-budget", str(args.train_budget), *rule,
                                "--json"], env=env, check=True, capture_output=True, text=True)
         sel = json.loads(done.stdout)["selection"]
         top, chosen = sel["top"], sel["chosen"]
@@ -126,7 +131,7 @@ def main() -> None:
               + (f"; one standard error {sel['standard_error']:.4f}" if "standard_error" in sel else ""))
     ws = Workspace.open(root)
     reg = get_model(ws, args.model)
-    df = pd.read_csv(DATA).drop(columns=["response"])
+    df = pd.read_csv(data).drop(columns=["response"])
     row = df.head(1)
     one = json.dumps({"data": json.loads(row.to_json(orient="records"))}).encode()
     hundred = json.dumps({"data": json.loads(df.head(100).to_json(orient="records"))}).encode()

@@ -10,8 +10,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from opml.automl.names import ALGORITHMS, PRIMARY_METRICS
-from opml.errors import ConfigError
+from opml.errors import ConfigError, OpmlError
+from opml.names import ALGORITHMS, PRIMARY_METRICS
 
 BACKENDS = ("local",)
 DEFAULT_CONFIGS = "configs"
@@ -56,6 +56,25 @@ class DatasetSpec(_Strict):
         return v
 
 
+def known_metric(v: str | None) -> str | None:
+    """Field validator: a primary metric opml implements (None: not set)."""
+    if v is not None and v not in PRIMARY_METRICS:
+        raise ValueError(f"unknown metric {v!r}; allowed: {', '.join(PRIMARY_METRICS)}")
+    return v
+
+
+def known_models(v: list[str] | None) -> list[str] | None:
+    """Field validator: algorithm names opml implements (None: not set)."""
+    for name in v or []:
+        if name not in ALGORITHMS:
+            raise ValueError(f"unknown model {name!r}; allowed: {', '.join(ALGORITHMS)}")
+    return v
+
+
+# Overrides named as `opml train`'s options and pipeline automl steps name them -> automl.yaml keys.
+OVERRIDE_KEYS = {"time_budget": "experiment_timeout_seconds", "experiment": "experiment_name"}
+
+
 class AutoMLSettings(_Strict):
     """configs/automl.yaml, named as Azure's AutoMLConfig names its settings."""
 
@@ -86,20 +105,8 @@ class AutoMLSettings(_Strict):
     model_selection: Literal["best", "one_se"] = "one_se"
     dataset: DatasetSpec
 
-    @field_validator("primary_metric")
-    @classmethod
-    def _known_metric(cls, v: str) -> str:
-        if v not in PRIMARY_METRICS:
-            raise ValueError(f"unknown metric {v!r}; allowed: {', '.join(PRIMARY_METRICS)}")
-        return v
-
-    @field_validator("allowed_models", "blocked_models")
-    @classmethod
-    def _known_models(cls, v: list[str] | None) -> list[str] | None:
-        for name in v or []:
-            if name not in ALGORITHMS:
-                raise ValueError(f"unknown model {name!r}; allowed: {', '.join(ALGORITHMS)}")
-        return v
+    _known_metric = field_validator("primary_metric")(known_metric)
+    _known_models = field_validator("allowed_models", "blocked_models")(known_models)
 
     @field_validator("decision_threshold")
     @classmethod
@@ -136,6 +143,25 @@ class AutoMLSettings(_Strict):
         """Algorithms the search may use, in catalogue order."""
         allowed = self.allowed_models if self.allowed_models is not None else list(ALGORITHMS)
         return [m for m in ALGORITHMS if m in allowed and m not in self.blocked_models]
+
+    @staticmethod
+    def override_updates(**given: Any) -> dict[str, Any]:
+        """The given overrides under automl.yaml's keys (time_budget, experiment renamed); None or "" keeps a value."""
+        return {OVERRIDE_KEYS.get(k, k): v for k, v in given.items() if v is not None and v != ""}
+
+    def with_overrides(self, **given: Any) -> AutoMLSettings:
+        """These settings with overrides from the CLI or a pipeline step, validated like the file.
+
+        Keys are automl.yaml's, or time_budget / experiment for experiment_timeout_seconds / experiment_name.
+        A bad budget or trial count is an OpmlError; any other bad value raises pydantic's ValidationError.
+        """
+        budget, trials = given.get("time_budget"), given.get("max_trials")
+        if budget is not None and budget <= 0:
+            raise OpmlError(f"time budget must be positive (got {budget:g})", "pass --time-budget SECONDS > 0")
+        if trials is not None and trials < 1:
+            raise OpmlError(f"max trials must be at least 1 (got {trials})", "pass --max-trials N >= 1")
+        updates = self.override_updates(**given)
+        return AutoMLSettings.model_validate(self.model_dump() | updates) if updates else self
 
 
 class DeployConfig(_Strict):

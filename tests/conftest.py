@@ -1,4 +1,4 @@
-"""Shared fixtures: the real dataset from ../shared, an isolated project folder, a CLI runner."""
+"""Shared fixtures: the real dataset (found or fetched once), an isolated project folder, a CLI runner."""
 
 from __future__ import annotations
 
@@ -13,19 +13,20 @@ import yaml
 from click.testing import CliRunner, Result
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("OPML_TEST_DATA") or REPO.parent / "shared" / "data" / "bankmarketing_train.csv")
 DATA_SHA256 = "c4def7b2da7e398dc50a8195cd00ac6143ee51ae7377d24ba0347860e9a9a525"
 
 
 @pytest.fixture(scope="session")
 def bank_csv() -> Path:
-    if not DATA.is_file():
-        pytest.fail(
-            f"the bank-marketing dataset is missing at {DATA}: tests need ../shared/data/bankmarketing_train.csv "
-            "beside the repo (or OPML_TEST_DATA=/path/to/it)",
-            pytrace=False,
-        )
-    return DATA
+    """$OPML_TEST_DATA, else ../shared/data/, else downloaded once into the user cache (opml.data.reference)."""
+    from opml.data.reference import reference_csv
+    from opml.errors import OpmlError
+
+    try:
+        return reference_csv(REPO)
+    except OpmlError as exc:
+        problem = exc.line()
+    pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture

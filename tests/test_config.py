@@ -104,3 +104,44 @@ def test_models_respects_allowed_and_blocked():
     with pytest.raises(ValueError, match="leaves no model"):
         AutoMLSettings(dataset={"name": "d", "label_column": "y"}, allowed_models=["LightGBM"],
                        blocked_models=["LightGBM"])
+
+
+def test_with_overrides_renames_keeps_unset_and_validates():
+    from pydantic import ValidationError
+
+    from opml.errors import OpmlError
+
+    s = AutoMLSettings(dataset={"name": "d", "label_column": "y"})
+    assert s.with_overrides() is s and s.with_overrides(experiment="", max_trials=None) is s
+    o = s.with_overrides(time_budget=30, max_trials=4, experiment="exp", model_selection="best", random_seed=7)
+    assert (o.experiment_timeout_seconds, o.max_trials, o.experiment_name, o.model_selection, o.random_seed) == (
+        30.0, 4, "exp", "best", 7)
+    assert s.experiment_timeout_seconds == 120.0  # the original is left as it was
+    with pytest.raises(OpmlError, match=r"time budget must be positive \(got 0\); pass --time-budget"):
+        s.with_overrides(time_budget=0)
+    with pytest.raises(OpmlError, match=r"max trials must be at least 1 \(got 0\)"):
+        s.with_overrides(max_trials=0)
+    with pytest.raises(ValidationError, match="unknown model 'CatBoost'"):
+        s.with_overrides(allowed_models=["CatBoost"])
+
+
+def test_pipeline_automl_steps_validate_names_as_automl_yaml_does():
+    from pydantic import ValidationError
+
+    from opml.pipelines.spec import AutoMLStepSettings
+
+    with pytest.raises(ValidationError, match="unknown metric 'f1'; allowed: AUC_weighted"):
+        AutoMLStepSettings(primary_metric="f1")
+    with pytest.raises(ValidationError, match="unknown model 'CatBoost'"):
+        AutoMLStepSettings(blocked_models=["CatBoost"])
+    step = AutoMLStepSettings(config="other.yaml", experiment="e", time_budget=9, max_trials=2)
+    assert AutoMLSettings.override_updates(**step.overrides()) == {"experiment_timeout_seconds": 9.0, "max_trials": 2}
+
+
+def test_config_names_are_the_ones_the_engine_implements():
+    from opml.automl.algorithms import CATALOGUE
+    from opml.automl.metrics import METRIC_NAMES
+    from opml.names import ALGORITHMS, PRIMARY_METRICS
+
+    assert set(CATALOGUE) == set(ALGORITHMS)
+    assert set(PRIMARY_METRICS) <= set(METRIC_NAMES)

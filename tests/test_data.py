@@ -1,19 +1,24 @@
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import shutil
 import socket
 import threading
 import typing
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
 
+from opml.data.reference import reference_csv
 from opml.data.registry import get_dataset, list_datasets
-from tests.conftest import DATA_SHA256
+from opml.data.source import sha256_file
+from opml.errors import DataError, OpmlError
+from tests.conftest import DATA_SHA256, REPO
 
 
 def register_json(cli, *args: str, **kw) -> dict:
@@ -102,18 +107,38 @@ class CountingHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def serving(root: Path) -> Iterator[str]:
+    """A real http.server on 127.0.0.1 serving `root` from a thread; yields its base URL."""
+    CountingHandler.hits = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(CountingHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def http_root(tmp_path, bank_csv):
     root = tmp_path / "www"
     root.mkdir()
     shutil.copy(bank_csv, root / "bankmarketing_train.csv")
-    CountingHandler.hits = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(CountingHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(root) as url:
+        yield url
+
+
+@pytest.fixture
+def small_http(tmp_path) -> Iterator[tuple[str, str]]:
+    """A small CSV under the dataset's file name, served locally (no real dataset needed): (url, sha256)."""
+    root = tmp_path / "www-small"
+    root.mkdir()
+    csv = root / "bankmarketing_train.csv"
+    csv.write_text("age,job,response\n" + "".join(f"{20 + i},admin.,{'yes' if i % 3 else 'no'}\n" for i in range(50)))
+    with serving(root) as url:
+        yield f"{url}/bankmarketing_train.csv", sha256_file(csv)
 
 
 def point_config_at(project: Path, url: str, sha: str) -> None:
@@ -153,3 +178,77 @@ def test_unreachable_url(cli, workspace):
     line = cli.fails("data", "register", "--url", f"http://127.0.0.1:{port}/data.csv")
     assert "unreachable" in line and "OPML_DATA" in line
     assert list_datasets(workspace) == []
+
+
+# ---- opml.data.resolve: the one source order, for registration and step reuse ---------------------
+
+
+def test_source_order_path_url_env_config(monkeypatch):
+    from opml.config import DatasetSpec
+    from opml.data.resolve import Source, resolve_source
+
+    spec = DatasetSpec(name="d", label_column="y", url="https://h/d.csv", sha256="a" * 64)
+    monkeypatch.setenv("OPML_DATA", "/env.csv")
+    assert resolve_source(spec, path="/p.csv") == Source(path="/p.csv")
+    assert resolve_source(spec, url="https://h/other.csv") == Source(url="https://h/other.csv")
+    assert resolve_source(spec) == Source(path="/env.csv")
+    monkeypatch.delenv("OPML_DATA")
+    assert resolve_source(spec.model_copy(update={"path": "/cfg.csv"})) == Source(path="/cfg.csv")
+    assert resolve_source(spec) == Source(url="https://h/d.csv", sha256="a" * 64)
+    assert resolve_source(spec, url="https://h/d.csv", sha256="b" * 64).sha256 == "b" * 64
+    assert resolve_source(None) == Source()
+    with pytest.raises(OpmlError, match="mutually exclusive"):
+        resolve_source(spec, path="/p.csv", url="https://h/d.csv")
+
+
+# ---- opml.data.reference: the tests' dataset, found or fetched once -------------------------------
+
+
+def fake_clone(tmp_path: Path, url: str, sha: str) -> Path:
+    """A repo folder with configs/ pointing at `url`, and no ../shared beside it."""
+    repo = tmp_path / "clone" / "opml"
+    shutil.copytree(REPO / "configs", repo / "configs")
+    point_config_at(repo, url, sha)
+    return repo
+
+
+def test_reference_dataset_is_downloaded_once_into_the_user_cache(tmp_path, monkeypatch, small_http):
+    url, sha = small_http
+    monkeypatch.delenv("OPML_TEST_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    repo = fake_clone(tmp_path, url, sha)
+    assert not (repo.parent / "shared").exists()
+    got = reference_csv(repo)
+    assert got.is_relative_to(tmp_path / "xdg" / "opml") and sha256_file(got) == sha
+    assert CountingHandler.hits == ["/bankmarketing_train.csv"]
+    assert reference_csv(repo) == got
+    assert CountingHandler.hits == ["/bankmarketing_train.csv"]  # the second call used the cache
+
+
+def test_reference_dataset_wrong_sha256_is_the_one_failure_message(tmp_path, monkeypatch, small_http):
+    url, _ = small_http
+    monkeypatch.delenv("OPML_TEST_DATA", raising=False)
+    repo, cache = tmp_path / "repo", tmp_path / "cache"
+    with pytest.raises(DataError) as e:
+        reference_csv(repo, cache_dir=cache, url=url, sha256="0" * 64)
+    line = e.value.line()
+    assert "\n" not in line and line.startswith("the bank-marketing dataset was not found")
+    assert "$OPML_TEST_DATA is unset" in line and str(tmp_path / "shared" / "data") in line
+    assert "sha256 mismatch" in line and "set OPML_TEST_DATA=" in line
+    assert CountingHandler.hits == ["/bankmarketing_train.csv"]
+    assert not [f for f in cache.rglob("*") if f.is_file()]  # nothing unverified kept
+
+
+def test_reference_dataset_prefers_env_then_shared_dir(tmp_path, monkeypatch, small_http):
+    url, sha = small_http
+    repo = tmp_path / "repo"
+    shared = tmp_path / "shared" / "data" / "bankmarketing_train.csv"
+    shared.parent.mkdir(parents=True)
+    shared.write_text("a,response\n1,no\n")
+    own = tmp_path / "own.csv"
+    own.write_text("a,response\n2,yes\n")
+    monkeypatch.setenv("OPML_TEST_DATA", str(own))
+    assert reference_csv(repo, cache_dir=tmp_path / "c", url=url, sha256=sha) == own
+    monkeypatch.setenv("OPML_TEST_DATA", str(tmp_path / "gone.csv"))
+    assert reference_csv(repo, cache_dir=tmp_path / "c", url=url, sha256=sha) == shared
+    assert CountingHandler.hits == []

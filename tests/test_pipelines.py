@@ -334,28 +334,16 @@ def test_rest_trigger_good_token_runs_in_background(proj, published):
 
 
 def test_rest_trigger_rejects_bad_tokens_parameters_and_json(proj, published):
+    """A row of each kind over HTTP; the full 401/404/413/422 tables run in process (tests/test_http_contracts.py)."""
     url = published["endpoint"]
     tok = token(proj)
-    short = token(proj, ttl=1)
-    for bad in (None, "not-a-token", tok[:-4] + "AAAA", short):
-        if bad == short:
-            time.sleep(1.2)
+    for bad in (None, tok[:-4] + "AAAA"):
         r = post(url, bad, {"ParameterAssignments": {}})
         assert r.status_code == 401, (bad, r.text)
         assert "error" in r.json()
-    assert "expired" in post(url, short, {}).json()["error"]
     r = post(url, tok, {"ParameterAssignments": {"time_budgt": 5}})
     assert r.status_code == 422 and "time_budgt" in r.json()["error"]
-    r = post(url, tok, {"ParameterAssignments": {"max_trials": "two"}})
-    assert r.status_code == 422 and "max_trials" in r.json()["error"]
-    r = post(url, tok, {"ParameterAssignments": {"max_trials": 1.5}})
-    assert r.status_code == 422 and "max_trials" in r.json()["error"]
-    r = post(url, tok, {"ParameterAssignments": {"primary_metric": "f1"}})
-    assert r.status_code == 422 and "unknown metric 'f1'" in r.json()["error"]
-    r = post(url, tok, {"ParameterAssignments": {"time_budget": -3}})
-    assert r.status_code == 422 and "time_budget" in r.json()["error"]
     assert post(url, tok, raw=b"{not json").status_code == 400
-    assert post(url, tok, raw=b"[1, 2]").status_code == 400
     r = post(url.replace(published["id"], "00000000-0000-0000-0000-000000000000"), tok, {})
     assert r.status_code == 404
     before = len(proj.json("pipeline", "runs", "--limit", "1000"))

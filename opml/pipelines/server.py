@@ -75,12 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, required=True)
     args = ap.parse_args(argv)
 
-    import uvicorn
-
+    from opml.asgi import bind, uvicorn_server
     from opml.pipelines import service
     from opml.pipelines.app import ControlPlane
     from opml.pipelines.runner import spawn
-    from opml.serving.server import LOG_CONFIG, bind
     from opml.workspace.workspace import Workspace, now_iso
 
     ws = Workspace.open(args.workspace)
@@ -90,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://{args.host}:{args.port}"
 
     def on_run(run) -> None:
+        from opml.pipelines.registry import record_runner
+
         proc = spawn(args.workspace, run.id, popen=True)
-        ws.db.execute("UPDATE pipeline_runs SET runner_pid = ? WHERE id = ? AND runner_pid IS NULL", (proc.pid, run.id))
+        record_runner(ws, run.id, proc.pid)
         scheduler.spawned(proc)
 
     app = ControlPlane(ws, url, on_run)
@@ -100,11 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(state, json.dumps({"pid": os.getpid(), "host": args.host, "port": args.port, "url": url,
                                     "started_at": now_iso()}))
     scheduler.start()
-    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="off", access_log=False,
-                            log_level="info", timeout_keep_alive=5, log_config=LOG_CONFIG)
+    server = uvicorn_server(app)
     log(f"control plane serving on {url}")
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         scheduler.stopping.set()
         log("control plane stopped")

@@ -29,7 +29,7 @@ def start(ws: Workspace, run: Run) -> int:
     pid = spawn(ws.root, run.id)
     # The executor records itself too; only fill the pid in if it has not started yet.
     with contextlib.suppress(Exception):
-        ws.db.execute("UPDATE pipeline_runs SET runner_pid = ? WHERE id = ? AND runner_pid IS NULL", (pid, run.id))
+        registry.record_runner(ws, run.id, pid)
     return pid
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from opml.config import known_metric, known_models
 from opml.errors import ConfigError, OpmlError
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -99,30 +100,12 @@ class AutoMLStepSettings(_Strict):
     enable_stack_ensemble: bool | None = None
     random_seed: int | None = None
 
-    @field_validator("primary_metric")
-    @classmethod
-    def _metric(cls, v: str | None) -> str | None:
-        from opml.automl.names import PRIMARY_METRICS
-
-        if v is not None and v not in PRIMARY_METRICS:
-            raise ValueError(f"unknown metric {v!r}; allowed: {', '.join(PRIMARY_METRICS)}")
-        return v
-
-    @field_validator("allowed_models", "blocked_models")
-    @classmethod
-    def _models(cls, v: list[str] | None) -> list[str] | None:
-        from opml.automl.names import ALGORITHMS
-
-        for name in v or []:
-            if name not in ALGORITHMS:
-                raise ValueError(f"unknown model {name!r}; allowed: {', '.join(ALGORITHMS)}")
-        return v
+    _metric = field_validator("primary_metric")(known_metric)
+    _models = field_validator("allowed_models", "blocked_models")(known_models)
 
     def overrides(self) -> dict[str, Any]:
-        """Keys of AutoMLSettings to override."""
-        names = {"time_budget": "experiment_timeout_seconds"}
-        skip = {"config", "experiment"}
-        return {names.get(k, k): v for k, v in self.model_dump().items() if v is not None and k not in skip}
+        """The settings this step overrides, for AutoMLSettings.with_overrides (experiment: the caller's)."""
+        return {k: v for k, v in self.model_dump().items() if v is not None and k not in ("config", "experiment")}
 
 
 class RegisterSettings(_Strict):

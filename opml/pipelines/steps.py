@@ -57,19 +57,20 @@ def fingerprint(step_type: str, settings: dict[str, Any], inputs: dict[str, Any]
         if settings.get("version"):
             extra["source"] = f"{settings.get('name')}:{settings['version']}"
         else:
+            from opml.data.resolve import resolve_source
+
             spec = ctx.dataset_spec()
-            path = settings.get("path") or (None if settings.get("url") else os.environ.get("OPML_DATA")) or (
-                None if settings.get("url") else spec and spec.path)
-            extra["source"] = {"file": _file_sha(path)} if path else {
-                "url": settings.get("url") or (spec.url if spec else None),
-                "sha256": settings.get("sha256") or (spec.sha256 if spec else None)}
+            src = resolve_source(spec, path=settings.get("path"), url=settings.get("url"),
+                                 sha256=settings.get("sha256"))
+            extra["source"] = {"file": _file_sha(src.path)} if src.path else {"url": src.url, "sha256": src.sha256}
             extra["defaults"] = spec.model_dump() if spec else None
     elif step_type == "automl":
+        from opml.config import AutoMLSettings
         from opml.pipelines.spec import AutoMLStepSettings
 
         s = AutoMLStepSettings.model_validate(settings)
         base = ctx.automl_base(s.config).model_dump(mode="json", exclude={"experiment_name"})
-        extra["automl"] = base | s.overrides()
+        extra["automl"] = base | AutoMLSettings.override_updates(**s.overrides())
     elif step_type == "deploy":
         from opml.config import deploy_config
 
@@ -112,13 +113,12 @@ def _dataset(settings: dict[str, Any], inputs: dict[str, Any], ctx: StepContext)
 
 
 def _automl(settings: dict[str, Any], inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    from opml.config import AutoMLSettings
     from opml.pipelines.spec import AutoMLStepSettings
     from opml.training.stage import train
 
     s = AutoMLStepSettings.model_validate(settings)
     base = ctx.automl_base(s.config)
-    updates = s.overrides() | {"experiment_name": s.experiment or ctx.experiment}
+    updates = s.overrides() | {"experiment": s.experiment or ctx.experiment}
     data = None
     if inputs.get("dataset"):
         from opml.data.registry import get_dataset
@@ -130,7 +130,7 @@ def _automl(settings: dict[str, Any], inputs: dict[str, Any], ctx: StepContext) 
     from pydantic import ValidationError
 
     try:
-        cfg = AutoMLSettings.model_validate(base.model_dump() | updates)
+        cfg = base.with_overrides(**updates)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise OpmlError(f"automl step settings: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None

@@ -40,21 +40,9 @@ class TrainResult:
 
 def with_overrides(settings: AutoMLSettings, *, experiment: str | None = None, time_budget: float | None = None,
                    max_trials: int | None = None, model_selection: str | None = None) -> AutoMLSettings:
-    """Apply CLI overrides, validated like the YAML file."""
-    if time_budget is not None and time_budget <= 0:
-        raise OpmlError(f"time budget must be positive (got {time_budget:g})", "pass --time-budget SECONDS > 0")
-    if max_trials is not None and max_trials < 1:
-        raise OpmlError(f"max trials must be at least 1 (got {max_trials})", "pass --max-trials N >= 1")
-    updates: dict[str, Any] = {}
-    if experiment:
-        updates["experiment_name"] = experiment
-    if time_budget is not None:
-        updates["experiment_timeout_seconds"] = time_budget
-    if max_trials is not None:
-        updates["max_trials"] = max_trials
-    if model_selection is not None:
-        updates["model_selection"] = model_selection
-    return AutoMLSettings.model_validate(settings.model_dump() | updates) if updates else settings
+    """`opml train`'s overrides; the rule lives in AutoMLSettings.with_overrides (kept for existing callers)."""
+    return settings.with_overrides(experiment=experiment, time_budget=time_budget, max_trials=max_trials,
+                                   model_selection=model_selection)
 
 
 def train(ws: Workspace, settings: AutoMLSettings, *, data: str | None = None,

@@ -1,4 +1,8 @@
-"""Names shared by the config schema and the AutoML engine (kept import-light)."""
+"""Algorithm and primary-metric names as Azure AutoML spells them (no imports: any layer may use them).
+
+The config schema validates settings against these; the AutoML engine implements each of them
+(`opml.automl.algorithms.CATALOGUE`, `opml.automl.metrics.METRIC_NAMES`).
+"""
 
 from __future__ import annotations
 
