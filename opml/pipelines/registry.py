@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -267,6 +266,12 @@ def request_cancel(ws: Workspace, run_id: str) -> Run:
     return get_run(ws, run_id)
 
 
+def record_runner(ws: Workspace, run_id: str, pid: int) -> None:
+    """Note the pid of the run's spawned executor, unless the executor has recorded itself already."""
+    # One autocommit statement: atomic without a transaction on the (possibly shared) connection.
+    ws.db.execute("UPDATE pipeline_runs SET runner_pid = ? WHERE id = ? AND runner_pid IS NULL", (pid, run_id))
+
+
 def reusable(ws: Workspace, digest: str, run_id: str) -> StepRun | None:
     """The latest Completed step run with this hash (in another run)."""
     row = ws.db.execute("SELECT s.* FROM pipeline_step_runs s JOIN pipeline_runs r ON r.id = s.run_id"
@@ -323,18 +328,14 @@ def _schedule(row: sqlite3.Row) -> Schedule:
 
 
 def create_schedule(ws: Workspace, pipeline: Pipeline, *, cron: str | None, interval_s: float | None,
-                    params: dict[str, Any], experiment: str | None) -> Schedule:
-    from opml.pipelines.schedule import next_fire
-
-    values = resolve_parameters(pipeline.spec, params, strict=False)
+                    values: dict[str, Any], experiment: str | None, next_fire_at: float) -> Schedule:
+    """Insert an Active schedule; `values` are resolved parameters (see opml.pipelines.schedule.create)."""
     sid = f"sched_{uuid.uuid4().hex[:10]}"
-    now = time.time()
-    first = next_fire(cron, interval_s, now, anchor=now)
     with store.transaction(ws.db) as db:
         db.execute("INSERT INTO pipeline_schedules (id, pipeline, version, cron, interval_s, parameters, experiment,"
                    " status, next_fire_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'Active', ?, ?)",
                    (sid, pipeline.name, pipeline.version, cron, interval_s, json.dumps(values),
-                    experiment or pipeline.name, first, now_iso()))
+                    experiment or pipeline.name, next_fire_at, now_iso()))
     return get_schedule(ws, sid)
 
 

@@ -12,8 +12,13 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from opml.errors import OpmlError
+from opml.pipelines import registry
+from opml.pipelines.registry import Schedule
+from opml.pipelines.spec import resolve_parameters
+from opml.workspace.workspace import Workspace
 
 EVERY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -113,10 +118,36 @@ def next_fire(cron: str | None, interval_s: float | None, after: float, *, ancho
     return anchor + k * interval_s
 
 
+def recurrence(cron: str | None, every: str | None) -> tuple[str | None, float | None]:
+    """Check `--cron EXPR` / `--every INTERVAL` (exactly one) -> (cron, interval in seconds)."""
+    if bool(cron) == bool(every):
+        raise OpmlError("pass exactly one of --cron EXPR and --every INTERVAL")
+    interval = parse_every(every) if every else None
+    if cron:
+        Cron(cron)
+    return cron, interval
+
+
+def create(ws: Workspace, ref: str, *, cron: str | None, interval_s: float | None, params: dict[str, Any],
+           experiment: str | None) -> Schedule:
+    """Schedule pipeline `ref` (a checked `recurrence`); its parameters are validated now, not at the first fire."""
+    pipeline = registry.get_pipeline(ws, ref)
+    values = resolve_parameters(pipeline.spec, params, strict=False)
+    now = time.time()
+    first = next_fire(cron, interval_s, now, anchor=now)
+    return registry.create_schedule(ws, pipeline, cron=cron, interval_s=interval_s, values=values,
+                                    experiment=experiment, next_fire_at=first)
+
+
+def disable(ws: Workspace, sid: str) -> Schedule:
+    """Stop a schedule from firing."""
+    registry.get_schedule(ws, sid)
+    registry.update_schedule(ws, sid, status="Disabled")
+    return registry.get_schedule(ws, sid)
+
+
 def tick(ws, now: float, *, is_active: Callable[[str], bool], fire: Callable, log: Callable[[str], None]) -> int:
     """Fire every due schedule once. Returns how many runs were started."""
-    from opml.pipelines import registry
-
     started = 0
     for s in registry.list_schedules(ws):
         if s.status != "Active" or s.next_fire_at > now:
