@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
+import os
 import re
 import secrets
 import sqlite3
+import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TextIO
 
 from opml.errors import AuthError, NotFoundError, OpmlError
 from opml.workspace import store
@@ -101,21 +104,37 @@ def check_secret(ws: Workspace, client_id: str, client_secret: str) -> ServicePr
     return ServicePrincipal(name=row["name"], client_id=row["client_id"], created_at=row["created_at"])
 
 
-# ---- bearer tokens (JWT, HS256) ---------------------------------------------
+def read_client_secret(prompt: Callable[[], str], stream: TextIO | None = None) -> str:
+    """OPML_CLIENT_SECRET if set; else `prompt()` (hidden) on a terminal, else one line of `stream` (stdin)."""
+    secret = os.environ.get("OPML_CLIENT_SECRET")
+    if secret:
+        return secret
+    stream = stream or sys.stdin
+    try:
+        secret = prompt() if stream.isatty() else stream.readline()
+    except EOFError:
+        secret = ""
+    if not secret.strip():
+        raise OpmlError("no client secret given", "set OPML_CLIENT_SECRET or type it at the prompt")
+    return secret.strip()
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+# ---- bearer tokens (JWT, HS256, via PyJWT) ----------------------------------
 
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ("exp", "iat", "iss", "sub")
+MAX_TOKEN_CHARS = 4096
+# Compact JWS: base64url header (ours is 36 characters) . payload . the 43-character HMAC-SHA256 signature.
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,256}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}")
+_FIX = "get a new one with `opml auth token`"
 
 
 def issue_token(
     ws: Workspace, client_id: str, client_secret: str, ttl_seconds: int = DEFAULT_TOKEN_TTL
 ) -> dict[str, object]:
     """Exchange service-principal credentials for a signed bearer token (OAuth2-like reply)."""
+    import jwt
+
     if ttl_seconds <= 0:
         raise OpmlError("token lifetime must be positive", "pass --expires-in SECONDS > 0")
     principal = check_secret(ws, client_id, client_secret)
@@ -128,12 +147,8 @@ def issue_token(
         "exp": now + ttl_seconds,
         "jti": uuid.uuid4().hex,
     }
-    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    signing_input = f"{header}.{payload}".encode()
-    signature = _b64(hmac.new(ws.signing_key(), signing_input, hashlib.sha256).digest())
     return {
-        "access_token": f"{header}.{payload}.{signature}",
+        "access_token": jwt.encode(claims, ws.signing_key(), algorithm=ALGORITHM),
         "token_type": "Bearer",
         "expires_in": ttl_seconds,
         "expires_on": claims["exp"],
@@ -141,24 +156,63 @@ def issue_token(
 
 
 def verify_token(ws: Workspace, token: str, *, now: float | None = None) -> dict[str, object]:
-    """Return the token's claims if it is signed by this workspace, unexpired, and its principal exists."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise AuthError("malformed bearer token", "get a new one with `opml auth token`")
-    header, payload, signature = parts
-    expected = hmac.new(ws.signing_key(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    """Return the token's claims if it is signed by this workspace, unexpired, and its principal exists.
+
+    The signature is checked (HS256 only) before any claim is read; every bad token is an AuthError.
+    `now` replaces the clock for the expiry checks.
+    """
+    import jwt
+
+    if len(token) > MAX_TOKEN_CHARS or not _TOKEN_RE.fullmatch(token) or not _canonical(token.rpartition(".")[2]):
+        raise AuthError("malformed bearer token", _FIX)
+    options = {"require": list(REQUIRED_CLAIMS)}
+    if now is not None:
+        options |= {"verify_exp": False, "verify_iat": False}
     try:
-        given = _unb64(signature)
-        claims = json.loads(_unb64(payload))
-    except (ValueError, UnicodeDecodeError):
-        raise AuthError("malformed bearer token", "get a new one with `opml auth token`") from None
-    if not hmac.compare_digest(expected, given):
-        raise AuthError("invalid bearer token signature", "get a new one with `opml auth token`")
-    if claims.get("iss") != f"opml:{ws.id}":
-        raise AuthError("bearer token was issued by another workspace", "get one from this workspace")
-    if (now if now is not None else time.time()) >= float(claims.get("exp", 0)):
-        raise AuthError("bearer token has expired", "get a new one with `opml auth token`")
-    exists = ws.db.execute("SELECT 1 FROM identities WHERE client_id = ?", (claims.get("sub"),)).fetchone()
+        claims = jwt.decode(token, ws.signing_key(), algorithms=[ALGORITHM], issuer=f"opml:{ws.id}", options=options)
+    except jwt.ExpiredSignatureError:
+        raise AuthError("bearer token has expired", _FIX) from None
+    except jwt.InvalidSignatureError:
+        raise AuthError("invalid bearer token signature", _FIX) from None
+    except jwt.InvalidAlgorithmError:
+        raise AuthError(f"bearer token is not signed with {ALGORITHM}", _FIX) from None
+    except jwt.InvalidIssuerError:
+        raise AuthError("bearer token was issued by another workspace",
+                        "get one from this workspace with `opml auth token`") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise AuthError(f"bearer token lacks the {exc.claim!r} claim", _FIX) from None
+    except jwt.ImmatureSignatureError:
+        raise AuthError("bearer token is issued in the future", _FIX) from None
+    except jwt.DecodeError:
+        raise AuthError("malformed bearer token", _FIX) from None
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"invalid bearer token ({exc})", _FIX) from None
+    except (ValueError, TypeError, RecursionError):  # belt and braces: never a 500 for a bad token
+        raise AuthError("malformed bearer token", _FIX) from None
+    _check_claims(claims, now)
+    exists = ws.db.execute("SELECT 1 FROM identities WHERE client_id = ?", (claims["sub"],)).fetchone()
     if exists is None:
         raise AuthError("bearer token's service principal no longer exists", "create one with `opml auth sp create`")
     return claims
+
+
+def _canonical(segment: str) -> bool:
+    """True when `segment` is the one base64url spelling of its bytes (no padding, unused bits zero)."""
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except ValueError:
+        return False
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == segment
+
+
+def _check_claims(claims: dict[str, object], now: float | None) -> None:
+    """Types PyJWT lets through (numeric strings as times), and the expiry against an explicit `now`."""
+    exp, iat = claims["exp"], claims["iat"]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (exp, iat)):
+        raise AuthError("bearer token's exp and iat must be numbers", _FIX)
+    if not isinstance(claims["sub"], str):
+        raise AuthError("bearer token's sub must be a string", _FIX)
+    if now is not None and now >= exp:
+        raise AuthError("bearer token has expired", _FIX)
+    if now is not None and iat > now:
+        raise AuthError("bearer token is issued in the future", _FIX)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -166,8 +166,12 @@ MIGRATIONS: list[str] = [
 BUSY_TIMEOUT_MS = 30_000
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open the store, creating or migrating it to the newest schema."""
+def connect(path: Path, on_new: Callable[[], None] | None = None) -> sqlite3.Connection:
+    """Open the store, creating or migrating it to the newest schema.
+
+    `on_new` runs (under the write lock) before the schema is created in a database that has none;
+    it may raise to refuse, e.g. when the database was lost but the rest of the workspace was not.
+    """
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     except sqlite3.Error as exc:
@@ -175,16 +179,25 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if schema_version(conn) == 0 and conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+            # Committed migrations always bump user_version, so tables at version 0 are someone else's.
+            raise WorkspaceError(
+                f"{path} is an SQLite database but not an opml workspace database",
+                "point OPML_WORKSPACE at another folder, or move that file away",
+            )
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA synchronous = NORMAL")
-        migrate(conn)
+        migrate(conn, on_new=on_new)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise WorkspaceError(
             f"workspace database {path} is unreadable ({exc})",
             "restore it from a backup or point OPML_WORKSPACE at another folder",
         ) from None
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -192,8 +205,13 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def migrate(conn: sqlite3.Connection, migrations: list[str] | None = None) -> int:
-    """Apply pending migrations atomically; safe when several processes start at once."""
+def migrate(
+    conn: sqlite3.Connection, migrations: list[str] | None = None, on_new: Callable[[], None] | None = None
+) -> int:
+    """Apply pending migrations atomically; safe when several processes start at once.
+
+    `on_new` runs before the first migration of an empty database and may veto it.
+    """
     steps = MIGRATIONS if migrations is None else migrations
     if schema_version(conn) == len(steps):
         return len(steps)
@@ -205,6 +223,8 @@ def migrate(conn: sqlite3.Connection, migrations: list[str] | None = None) -> in
                 f"workspace schema version {current} is newer than this opml knows ({len(steps)})",
                 "upgrade opml",
             )
+        if current == 0 and on_new is not None:
+            on_new()
         for version in range(current, len(steps)):
             for statement in _statements(steps[version]):
                 conn.execute(statement)

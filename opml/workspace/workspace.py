@@ -15,6 +15,8 @@ from opml.workspace import store
 from opml.workspace.secrets import ensure_secret
 
 DB_NAME = "opml.db"
+# What only a workspace that was in use holds; the empty folders `opml auth` makes first do not count.
+DATA_MARKERS = ("mlflow.db", "secrets", "datasets", "artifacts", "cache", "logs", "run", "benchmarks")
 
 
 def now_iso() -> str:
@@ -30,6 +32,18 @@ def resolve_root(cfg_dir: Path, config: WorkspaceConfig) -> Path:
     if not path.is_absolute():
         path = cfg_dir.absolute().parent / path
     return path
+
+
+def _workspace_data(root: Path) -> str | None:
+    """The first file (relative to `root`) that shows the workspace was in use, or None."""
+    for name in DATA_MARKERS:
+        path = root / name
+        if path.is_file():
+            return name
+        for folder, _dirs, files in os.walk(path):
+            if files:
+                return str((Path(folder) / files[0]).relative_to(root))
+    return None
 
 
 @dataclass
@@ -95,7 +109,7 @@ class Workspace:
     @classmethod
     def open(cls, root: Path, backend: str = "local") -> Workspace:
         """Open an existing workspace; a missing one is a user error with the fix."""
-        if not (root / DB_NAME).is_file():
+        if not (root / DB_NAME).is_file() and _workspace_data(root) is None:
             raise WorkspaceError(f"no workspace at {root}", "run `opml auth` to create it")
         ws = cls(root=root, backend=backend)
         ws.connect()
@@ -103,15 +117,34 @@ class Workspace:
 
     def connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = store.connect(self.db_path)
-            row = self._conn.execute("SELECT value FROM meta WHERE key = 'id'").fetchone()
-            if row is None:
-                with store.transaction(self._conn) as c:
-                    c.execute(
-                        "INSERT OR IGNORE INTO meta (key, value) VALUES ('id', ?), ('created_at', ?)",
-                        (uuid.uuid4().hex, now_iso()),
-                    )
+            db = self.db_path
+            if not db.is_file() or db.stat().st_size == 0:
+                self._refuse_new_db("is missing" if not db.exists() else "is empty")
+            self._conn = store.connect(db, on_new=lambda: self._refuse_new_db("has no opml tables"))
+            try:
+                row = self._conn.execute("SELECT value FROM meta WHERE key = 'id'").fetchone()
+                if row is None:
+                    with store.transaction(self._conn) as c:
+                        c.execute(
+                            "INSERT OR IGNORE INTO meta (key, value) VALUES ('id', ?), ('created_at', ?)",
+                            (uuid.uuid4().hex, now_iso()),
+                        )
+            except sqlite3.DatabaseError as exc:
+                self.close()
+                raise WorkspaceError(
+                    f"workspace database {db} is unreadable ({exc})",
+                    "restore it from a backup or point OPML_WORKSPACE at another folder",
+                ) from None
         return self._conn
+
+    def _refuse_new_db(self, state: str) -> None:
+        """Creating the database is for a new folder: refuse when the workspace already holds data."""
+        found = _workspace_data(self.root)
+        if found is not None:
+            raise WorkspaceError(
+                f"workspace database {self.db_path} {state} but the workspace at {self.root} holds data ({found})",
+                f"restore {DB_NAME} from a backup, or move {self.root} away to start a new workspace",
+            )
 
     @property
     def db(self) -> sqlite3.Connection:
