@@ -27,6 +27,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check opml tests benchmarks scripts
+	$(BIN)/lint-imports --no-cache
 
 test: install lint
 	$(BIN)/pytest -q
