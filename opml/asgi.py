@@ -1,12 +1,15 @@
 """The small ASGI toolkit the opml servers share (scoring endpoint, Swagger UI proxy, control plane).
 
 Types, one HTTP error, `respond`, a size-limited body reader, lifespan handling, the listening socket
-and the servers' log and uvicorn settings. Bad input answers 4xx with a JSON body {"error": "..."}.
+and the servers' log and uvicorn settings, including the limits every server process puts on its clients
+(LIMITS). Bad input answers 4xx with a JSON body {"error": "..."}.
 Everything on the request path is a plain function: no allocation or await beyond what the reply needs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -75,10 +78,22 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
-async def drain(receive: Receive) -> None:
-    """Read and drop the request body (a refused request's), so the connection can be kept alive."""
-    while (await receive()).get("more_body"):
-        pass
+async def drain(receive: Receive, limit: int) -> bool:
+    """Read and drop up to `limit` bytes of a refused request's body, so the connection can be kept alive.
+
+    False if the body is longer: the reply should then close the connection (CLOSE) rather than read the rest.
+    """
+    size = 0
+    while True:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return True
+        if size > limit:
+            return False
+
+
+CLOSE: Headers = [(b"connection", b"close")]
 
 
 async def lifespan(receive: Receive, send: Send) -> None:
@@ -92,12 +107,14 @@ async def lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def bind(host: str, port: int, *, reuse_port: bool = True, backlog: int = 2048,
+def bind(host: str, port: int, *, reuse_port: bool = True, backlog: int = 2048, listen: bool = True,
          fix: str | None = None) -> socket.socket:
     """A listening TCP socket for uvicorn, inheritable so forked workers share it.
 
     With `reuse_port` (SO_REUSEPORT) a new server process can start beside the old one on the same port
     (a redeploy); without it a port in use is refused. A refusal is an OpmlError naming the address.
+    With `listen=False` the socket is only bound: it takes no connection until a server listens on it
+    (uvicorn does when it starts serving), so nothing queues for a server that is still loading.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -109,16 +126,173 @@ def bind(host: str, port: int, *, reuse_port: bool = True, backlog: int = 2048,
     except OSError as exc:
         sock.close()
         raise OpmlError(f"cannot listen on {host}:{port} ({exc.strerror or exc})", fix) from None
-    sock.listen(backlog)
+    if listen:
+        sock.listen(backlog)
     sock.set_inheritable(True)
     return sock
 
 
-def uvicorn_server(app: Any, **options: Any) -> Any:
-    """A uvicorn.Server for `app` with the settings of the opml server processes (uvloop, httptools, no access
-    log, no lifespan, 5 s keep-alive, LOG_CONFIG lines); `options` add to or override them."""
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one opml server process accepts from its clients (uvicorn settings plus opml's HTTP protocol checks)."""
+
+    max_head_bytes: int = 16_384  # request line + headers; more: 431, connection closed (the rest never read)
+    max_headers: int = 100  # header fields; more: 431
+    head_timeout: float = 5.0  # connection open (or a request's first byte) -> end of its headers; then 408/close
+    body_timeout: float = 5.0  # end of the headers -> end of the body; then 408, connection closed
+    keep_alive: int = 5  # an idle keep-alive connection is closed after this many seconds
+    concurrency: int = 512  # open connections (or requests in progress) per process; beyond: 503 + Retry-After
+    backlog: int = 2048  # connections waiting to be accepted (the kernel caps it at net.core.somaxconn)
+    drain_bytes: int = 65_536  # of a refused request's body, read to keep the connection; longer: closed
+
+    def replace(self, **changes: Any) -> Limits:
+        return dataclasses.replace(self, **changes)
+
+
+LIMITS = Limits()
+SWEEP_S = 0.25  # how often a server checks its connections' read deadlines
+
+
+def uvicorn_server(app: Any, *, limits: Limits = LIMITS, on_started: Callable[[], None] | None = None,
+                   **options: Any) -> Any:
+    """A uvicorn.Server for `app` with the settings of the opml server processes: uvloop, opml's httptools
+    protocol enforcing `limits`, no websockets, no access log, no lifespan, LOG_CONFIG lines. `options` add to
+    or override them; `on_started` is called once the server listens."""
     import uvicorn
 
-    settings = {"loop": "uvloop", "http": "httptools", "lifespan": "off", "access_log": False, "log_level": "info",
-                "timeout_keep_alive": 5, "log_config": LOG_CONFIG} | options
-    return uvicorn.Server(uvicorn.Config(app, **settings))
+    # the protocol checks limits.concurrency itself (uvicorn's limit_concurrency answers plain text)
+    settings = {"loop": "uvloop", "http": protocol_class(limits), "ws": "none", "lifespan": "off",
+                "access_log": False, "log_level": "info", "timeout_keep_alive": limits.keep_alive,
+                "backlog": limits.backlog, "log_config": LOG_CONFIG} | options
+    server = uvicorn.Server(uvicorn.Config(app, **settings))
+    if on_started is not None:
+        startup = server.startup
+
+        async def startup_then_notify(sockets: Any = None) -> None:
+            await startup(sockets=sockets)
+            if server.started:
+                on_started()
+
+        server.startup = startup_then_notify
+    return server
+
+
+@functools.cache
+def protocol_class(limits: Limits = LIMITS) -> type:
+    """uvicorn's httptools protocol with `limits` enforced: head size, header count, read timeouts, concurrency.
+
+    A refusal is a JSON reply with `connection: close` (408, 431, 503 with Retry-After), then the connection
+    closes. The checks cost a few attribute operations per request: read deadlines are plain numbers, checked
+    by one sweep per server process every SWEEP_S seconds, not a timer per request.
+    """
+    import httptools
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+    base = HttpToolsProtocol
+    idle, head, body = 0, 1, 2  # what the connection waits for: a request, the rest of its head, its body
+    max_head = limits.max_head_bytes
+    busy = f"server busy: at the limit of {limits.concurrency} open connections; retry shortly"
+
+    class Refused(Exception):
+        def __init__(self, status: int, message: str, headers: bytes = b"") -> None:
+            super().__init__(message)
+            self.status, self.message, self.headers = status, message, headers
+
+    def sweep(loop: Any, connections: set[Any]) -> None:
+        """Time out the connections of one server whose read deadline has passed; run again in SWEEP_S."""
+        now = loop.time()
+        for conn in [c for c in connections if 0.0 < getattr(c, "deadline", 0.0) < now]:
+            conn.timed_out()
+        loop.call_later(SWEEP_S, sweep, loop, connections)
+
+    class LimitedHttpToolsProtocol(base):
+        phase = idle
+        deadline = 0.0  # when the current read (a head, a body) times out; 0: not reading
+        head_bytes = 0
+        tail = b""  # the last bytes of a head read so far (its end may straddle two reads)
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            base.connection_made(self, transport)
+            self.deadline = self.loop.time() + limits.head_timeout
+            state = self.server_state
+            if not getattr(state, "opml_sweeping", False):
+                state.opml_sweeping = True
+                self.loop.call_later(SWEEP_S, sweep, self.loop, self.connections)
+
+        def data_received(self, data: bytes) -> None:
+            if self.phase != body and self.head_bytes + len(data) > max_head and self._head_too_long(data):
+                self._refuse(431, f"request headers over {max_head} bytes")
+                return
+            self._unset_keepalive_if_required()
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                pass  # no websockets here: the request is answered as plain HTTP
+            except httptools.HttpParserError as exc:
+                refused = exc.__context__
+                if isinstance(refused, Refused):
+                    self._refuse(refused.status, refused.message, refused.headers)
+                else:
+                    self._refuse(400, "malformed HTTP request")
+                return
+            if self.phase == head:  # a head still arriving: count it
+                self.head_bytes += len(data)
+                self.tail = data[-3:]
+
+        def _head_too_long(self, data: bytes) -> bool:
+            """Whether the head's end (a blank line) is beyond the bytes the limit leaves."""
+            room = max_head - self.head_bytes
+            seen = self.tail + data if self.tail else data
+            return seen.find(b"\r\n\r\n", 0, room + len(self.tail) + 4) < 0
+
+        def on_message_begin(self) -> None:
+            base.on_message_begin(self)
+            self.phase = head
+            if not self.deadline:
+                self.deadline = self.loop.time() + limits.head_timeout
+
+        def on_headers_complete(self) -> None:
+            if len(self.headers) > limits.max_headers:
+                raise Refused(431, f"over {limits.max_headers} request header fields")
+            if len(self.connections) > limits.concurrency or len(self.tasks) >= limits.concurrency:
+                raise Refused(503, busy, b"retry-after: 1\r\n")
+            self.phase = body
+            self.deadline = self.loop.time() + limits.body_timeout
+            base.on_headers_complete(self)
+
+        def on_message_complete(self) -> None:
+            self.phase, self.deadline, self.head_bytes, self.tail = idle, 0.0, 0, b""
+            base.on_message_complete(self)
+
+        def on_response_complete(self) -> None:
+            if self.phase == body and not self.transport.is_closing():
+                self.transport.close()  # answered before its body arrived: drop the rest unread
+            base.on_response_complete(self)
+
+        def timed_out(self) -> None:
+            self.deadline = 0.0
+            if self.transport.is_closing():
+                return
+            if self.phase == idle:
+                self.transport.close()  # nothing asked: close quietly
+            elif self.phase == head:
+                self._refuse(408, f"request headers not received within {limits.head_timeout:g} s")
+            else:
+                self._refuse(408, f"request body not received within {limits.body_timeout:g} s")
+
+        def _refuse(self, status: int, message: str, headers: bytes = b"") -> None:
+            """Answer `status` {"error": message} (unless a reply is under way) and close the connection."""
+            cycle = self.cycle
+            if cycle is None or cycle.response_complete or not cycle.response_started:
+                payload = error(message)
+                self.transport.write(b"".join([
+                    STATUS_LINE[status], b"content-type: application/json\r\nconnection: close\r\n", headers,
+                    b"content-length: ", str(len(payload)).encode(), b"\r\n\r\n", payload]))
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True  # the app's receive() now says http.disconnect; its reply is dropped
+                cycle.message_event.set()
+            self.deadline = 0.0
+            self.transport.close()
+
+    LimitedHttpToolsProtocol.limits = limits  # type: ignore[attr-defined]
+    return LimitedHttpToolsProtocol

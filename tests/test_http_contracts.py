@@ -282,6 +282,87 @@ def test_a_scorer_bug_is_a_500_and_the_app_keeps_serving(keys, auth):
     assert post_json(app, "/score", {"data": [ROW]}, auth).status == 200
 
 
+def test_405_names_the_allowed_methods(app, auth):
+    """Issue 11 item 12: a 405 reply carries Allow."""
+    r = call(app, "GET", "/score")
+    assert r.status == 405 and r.headers[b"allow"] == b"POST"
+    for method, path in (("POST", "/"), ("PUT", "/metrics"), ("DELETE", "/swagger.json"), ("PATCH", "/")):
+        r = call(app, method, path, headers=auth)
+        assert r.status == 405 and r.headers[b"allow"] == b"GET, HEAD", (method, path)
+
+
+def test_duplicate_authorization_is_400(app, keys):
+    """Issue 11 item 11d: two Authorization headers are refused, not 'the last one wins'."""
+    good = f"Bearer {keys[0]['primary']}"
+    for first in ("Bearer wrong-key", good):
+        r = post_json(app, "/score", {"data": [ROW]}, {"authorization": first, "Authorization": good})
+        assert r.status == 400 and r.error == "send one Authorization header, not 2", r.body
+    assert post_json(app, "/score", {"data": [ROW]}, {"authorization": good}).status == 200
+
+
+BIG = [b" " * 65536] * 160  # 10 MiB in 64 KiB chunks
+
+
+def test_refused_bodies_are_not_read_and_the_connection_closes(app, auth):
+    """Issue 11 item 8: a request refused before its body (no key, too large) is answered without reading
+    the body (at most 64 KiB of it) and with `connection: close`, so the server drops the rest unread."""
+    length = {"content-length": str(len(BIG) * 65536)}
+    r = call(app, "POST", "/score", BIG, length, length=False)  # no key, length announced: nothing read
+    assert r.status == 401 and r.unread == len(BIG) and r.headers[b"connection"] == b"close"
+    r = call(app, "POST", "/score", BIG, {}, length=False)  # no key, streamed: at most 64 KiB read
+    assert r.status == 401 and r.unread >= len(BIG) - 2 and r.headers[b"connection"] == b"close"
+    r = call(app, "POST", "/score", BIG, auth | length, length=False)  # too large by content-length
+    assert r.status == 413 and r.unread == len(BIG) and r.headers[b"connection"] == b"close"
+    r = call(app, "POST", "/score", BIG, auth, length=False)  # too large while reading
+    assert r.status == 413 and r.unread > 0 and r.headers[b"connection"] == b"close"
+    r = call(app, "POST", "/score", [b'{"data": [', b"{}", b"]}"], {"authorization": "Bearer no"}, length=False)
+    assert r.status == 401 and r.unread == 0 and b"connection" not in r.headers  # small: drained, kept alive
+
+
+def test_global_parameters_must_be_an_object_or_null(app, auth):
+    for bad in ([], 0, "", False, "fast"):
+        r = post_json(app, "/score", {"Inputs": {"data": [ROW]}, "GlobalParameters": bad}, auth)
+        assert r.status == 422 and r.error == "GlobalParameters must be an object", bad
+    r = post_json(app, "/score", {"Inputs": {"data": [ROW]}, "GlobalParameters": None}, auth)
+    assert r.status == 200 and r.json() == {"Results": ["no"]}
+
+
+def test_health_reports_an_unreadable_keys_file(tmp_path):
+    """Issue 11 item 11c: the last good keys stay in force, and GET / (what `endpoint show` reads) says why."""
+    from opml.serving.keys import ensure_keys, key_file
+
+    key = ensure_keys(tmp_path, "ep")["primary"]
+    path = key_file(tmp_path, "ep")
+    app = scoring_app(path)
+    assert call(app, "GET", "/").json()["status"] == "Healthy"
+    saved = path.read_bytes()
+    path.write_text("{not json")
+    health = call(app, "GET", "/").json()
+    assert health["status"] == "Degraded" and "is corrupt" in health["keys_error"], health
+    assert post_json(app, "/score", {"data": [ROW]}, {"authorization": f"Bearer {key}"}).status == 200
+    path.write_bytes(saved)
+    assert "keys_error" not in call(app, "GET", "/").json()
+
+
+def test_openapi_documents_what_the_scoring_app_does(keys):
+    """Issue 11 item 12: closed objects where extra fields are refused, 401 exactly where a key is needed,
+    a required body."""
+    for key_path in (keys[1], None):
+        doc = call(scoring_app(key_path), "GET", "/swagger.json").json()
+        schemas = doc["components"]["schemas"]
+        for name in ("ScoreRequest", "ScoreRequestV2", "Record"):
+            assert schemas[name]["additionalProperties"] is False, name
+        assert schemas["ScoreRequestV2"]["properties"]["GlobalParameters"]["nullable"] is True
+        op = doc["paths"]["/score"]["post"]
+        assert op["requestBody"]["required"] is True
+        assert ("401" in op["responses"]) is (key_path is not None)
+        assert ("security" in op) is (key_path is not None)
+        for path, item in doc["paths"].items():
+            for method, operation in item.items():
+                secured = bool(operation.get("security", doc.get("security")))
+                assert not secured or "401" in operation["responses"], (method, path)
+
+
 # ------------------------------------------------------------------------------------------ control plane
 
 
@@ -362,8 +443,10 @@ def test_trigger_success_shape_then_run_status(plane):
             "Endpoint": f"{plane.base}{plane.url}"} in listed
     empty = post_json(plane.app, plane.url, {}, plane.auth())  # every field optional
     assert empty.status == 200 and empty.json()["ExperimentName"] == "bankmarketing-train"
-    r = call(plane.app, "POST", plane.url, b"", plane.auth())  # no body at all: the same
-    assert r.status == 200 and r.json()["ParameterAssignments"]["max_trials"] == 20
+    before = plane.runs()
+    r = call(plane.app, "POST", plane.url, b"", plane.auth())  # no body at all: refused (the body is required)
+    assert r.status == 400 and r.error.startswith("empty request body; send a JSON object"), r.body
+    assert plane.runs() == before
 
 
 def _token(ws, name: str, *, issued_ago: float = 0.0, ttl: int = 600) -> tuple[str, str]:
@@ -423,8 +506,12 @@ def test_404_unknown_pipeline_run_or_route(plane):
 def test_405_wrong_method(plane):
     r = call(plane.app, "GET", plane.url, headers=plane.auth())
     assert r.status == 405 and r.error == f"use POST {plane.url}"
-    assert call(plane.app, "POST", "/runs/x", b"{}", plane.auth()).status == 405
-    assert call(plane.app, "DELETE", "/pipelines", headers=plane.auth()).status == 405
+    assert r.headers[b"allow"] == b"POST"
+    r = call(plane.app, "POST", "/runs/x", b"{}", plane.auth())
+    assert r.status == 405 and r.headers[b"allow"] == b"GET"
+    r = call(plane.app, "DELETE", "/pipelines", headers=plane.auth())
+    assert r.status == 405 and r.headers[b"allow"] == b"GET, HEAD"
+    assert call(plane.app, "PUT", "/", b"{}").headers[b"allow"] == b"GET, HEAD"
 
 
 BAD_BODIES = [
@@ -434,6 +521,9 @@ BAD_BODIES = [
     ({"ParameterAssignments": {}, "Priority": 1}, 422, "unknown field 'Priority'"),
     ({"ExperimentName": ""}, 422, "ExperimentName must be a non-empty string"),
     ({"ExperimentName": 7}, 422, "ExperimentName must be a non-empty string"),
+    ({"ExperimentName": "a\u0000b"}, 422, "ExperimentName: invalid experiment name"),
+    ({"ExperimentName": "x" * 100_000}, 422, "ExperimentName: invalid experiment name"),
+    ({"ExperimentName": "../../escape"}, 422, "ExperimentName: invalid experiment name"),
     ({"ParameterAssignments": [1]}, 422, "ParameterAssignments must be an object of name: value"),
     ({"ParameterAssignments": {"time_budgt": 5}}, 422, "unknown parameter 'time_budgt'"),
     ({"ParameterAssignments": {"max_trials": "two"}}, 422, "parameter 'max_trials' must be an integer"),
@@ -467,6 +557,124 @@ def test_413_and_409(plane):
     finally:
         registry.set_published_status(plane.ws, plane.pub.id, "Active")
     assert plane.runs() == before
+
+
+def test_control_plane_duplicate_authorization_is_400(plane):
+    """Issue 11 item 11d: two Authorization headers are refused, not 'the last one wins'."""
+    before = plane.runs()
+    two = {"authorization": "Bearer not-a-token", "Authorization": f"Bearer {plane.token}"}
+    r = post_json(plane.app, plane.url, {}, two)
+    assert r.status == 400 and r.error == "send one Authorization header, not 2", r.body
+    assert call(plane.app, "GET", "/pipelines", headers=two).status == 400
+    assert plane.runs() == before
+
+
+def test_openapi_documents_what_the_control_plane_does(plane):
+    """Issue 11 item 12: 401 on every authenticated operation, required bodies, closed objects, 405 and 429."""
+    doc = call(plane.app, "GET", "/openapi.json").json()
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            secured = op.get("security", doc.get("security")) != []
+            assert not secured or "401" in op["responses"], (method, path)
+            if "requestBody" in op:
+                assert op["requestBody"]["required"] is True, (method, path)
+    assert "/openapi.json" in doc["paths"]
+    trigger = doc["paths"]["/pipelines/{id}/runs"]["post"]["responses"]
+    assert {"400", "401", "404", "409", "413", "422", "429"} <= set(trigger)
+    assert "Retry-After" in trigger["429"]["headers"]
+    schemas = doc["components"]["schemas"]
+    assert schemas["TriggerRequest"]["additionalProperties"] is False
+    name = schemas["TriggerRequest"]["properties"]["ExperimentName"]
+    assert (name["minLength"], name["maxLength"]) == (1, 64) and name["pattern"]
+
+
+def _script_pipeline(plane, name: str, tmp: Path, extra: dict | None = None, settings: dict | None = None):
+    """Register and publish a one-step script pipeline in the plane's workspace (bypassing `pipeline create`'s
+    checks, as an older opml would have stored it)."""
+    from opml.pipelines import registry
+    from opml.pipelines.spec import PipelineSpec
+
+    (tmp / "ok.py").write_text("print('ok')\n")
+    doc = {"name": name, "steps": [{"name": "s", "type": "script",
+                                    "settings": settings or {"script": str(tmp / "ok.py")}}]} | (extra or {})
+    pipeline, _ = registry.create_pipeline(plane.ws, PipelineSpec.model_validate(doc), tmp / "p.yaml", tmp)
+    return registry.publish(plane.ws, pipeline.ref)
+
+
+def test_concurrency_cap_answers_429_with_retry_after(plane, tmp_path):
+    """Issue 11 item 11b: at most 4 active runs per published pipeline by default; more get 429 + Retry-After."""
+    from opml.pipelines import registry
+
+    pub = _script_pipeline(plane, "capped", tmp_path)
+    url = f"/pipelines/{pub.id}/runs"
+    ids = []
+    for _ in range(4):
+        r = post_json(plane.app, url, {}, plane.auth())
+        assert r.status == 200, r.body
+        ids.append(r.json()["Id"])
+    before = plane.runs()
+    r = post_json(plane.app, url, {}, plane.auth())
+    assert r.status == 429 and "4 runs of published pipeline" in r.error, r.body
+    assert int(r.headers[b"retry-after"]) > 0
+    assert plane.runs() == before
+    registry.update_run(plane.ws, ids[0], status="Completed")  # one ends: room for one more
+    assert post_json(plane.app, url, {}, plane.auth()).status == 200
+    for run in registry.list_runs(plane.ws, "capped"):
+        registry.update_run(plane.ws, run.id, status="Completed")
+
+
+def test_concurrency_cap_is_a_pipeline_setting(plane, tmp_path):
+    from opml.pipelines import registry
+
+    pub = _script_pipeline(plane, "single", tmp_path, {"max_concurrent_runs": 1})
+    url = f"/pipelines/{pub.id}/runs"
+    assert post_json(plane.app, url, {}, plane.auth()).status == 200
+    r = post_json(plane.app, url, {}, plane.auth())
+    assert r.status == 429 and "1 runs of published pipeline" in r.error
+    for run in registry.list_runs(plane.ws, "single"):
+        registry.update_run(plane.ws, run.id, status="Completed")
+
+
+def test_rest_trigger_cannot_choose_the_script(plane, tmp_path):
+    """Issue 11 item 10: a parameter cannot name the script, whatever the stored definition says."""
+    pub = _script_pipeline(plane, "probe", tmp_path, {"parameters": [{"name": "script", "type": "string",
+                                                                       "default": str(tmp_path / "ok.py")}]},
+                           {"script": "${script}"})
+    before, started = plane.runs(), len(plane.started)
+    r = post_json(plane.app, f"/pipelines/{pub.id}/runs", {"ParameterAssignments": {"script": "/etc/passwd"}},
+                  plane.auth())
+    assert r.status == 422 and "step 's': setting 'script' cannot take a parameter" in r.error, r.body
+    assert plane.runs() == before and len(plane.started) == started
+
+
+def test_rest_url_parameter_host_must_be_allowed(plane, tmp_path):
+    pub = _script_pipeline(plane, "fetch", tmp_path, {
+        "allowed_url_hosts": ["127.0.0.1"],
+        "parameters": [{"name": "u", "type": "string", "default": "http://127.0.0.1:9/d.csv"}],
+        "steps": [{"name": "d", "type": "dataset", "settings": {"url": "${u}", "label": "y"}}]})
+    before = plane.runs()
+    for url in ("http://evil.example/d.csv", "http://127.0.0.1@evil.example/d.csv", "file:///etc/passwd"):
+        r = post_json(plane.app, f"/pipelines/{pub.id}/runs", {"ParameterAssignments": {"u": url}}, plane.auth())
+        assert r.status == 422 and "allowed_url_hosts" in r.error, (url, r.body)
+    assert plane.runs() == before
+
+
+def test_rest_get_fails_a_run_whose_executor_died(plane):
+    """Issue 11 item 6: a read of a run whose executor is gone marks it Failed, with the reason."""
+    import subprocess
+
+    from opml.pipelines import registry
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    r = post_json(plane.app, plane.url, {}, plane.auth())
+    run_id = r.json()["Id"]
+    registry.update_run(plane.ws, run_id, status="Running", runner_pid=proc.pid)
+    registry.update_step(plane.ws, run_id, "prepare_data", status="Running")
+    doc = call(plane.app, "GET", f"/runs/{run_id}", headers=plane.auth()).json()
+    assert doc["Status"] == "Failed" and doc["Error"] == f"executor process {proc.pid} died (killed?)"
+    assert [s["Status"] for s in doc["Steps"]] == ["Failed", "Canceled", "Canceled"]
+    assert registry.get_run(plane.ws, run_id).status == "Failed"  # recorded, not just reported
 
 
 # ------------------------------------------------------------------------------------------ Swagger UI proxy

@@ -307,10 +307,9 @@ def _group(pgid: int) -> list[int]:
 def _deploy_two_workers(proj: Project, name: str) -> dict:
     ep = json.loads(proj.ok("deploy", "--best", "--name", name, "--json").stdout)  # workers: 2 (deploy.yaml)
     assert ep["settings"]["workers"] == 2
-    deadline = time.monotonic() + 30
-    while len(_group(ep["pid"])) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert len(_group(ep["pid"])) == 2
+    # the supervisor deploy started (it serves nothing) and its two workers, both serving when deploy returns
+    assert len(_group(ep["pid"])) == 3
+    assert _show(proj, name)["workers"]["alive"] == 2
     return ep
 
 
@@ -350,3 +349,85 @@ def test_workers_stop_when_the_endpoint_process_is_killed(deployed):
     again = json.loads(proj.ok("endpoint", "show", "orphans", "--json").stdout)
     assert again["state"] == "Healthy" and again["pid"] != ep["pid"] and not stale.exists()
     proj.ok("endpoint", "delete", "orphans")
+
+
+def _show(proj: Project, name: str) -> dict:
+    return json.loads(proj.ok("endpoint", "show", name, "--json").stdout)
+
+
+def test_a_killed_worker_is_restarted_within_a_second_logged_and_reported(deployed, bank_csv, tmp_path):
+    """Issue 11 item 5: kill -9 of one worker under load: the supervisor (which serves nothing itself) forks a
+    replacement within 1 s and logs it; show says Degraded until it serves, then 2/2 alive, 1 restart."""
+    proj, _ = deployed
+    ep = _deploy_two_workers(proj, "supervised")
+    shown = _show(proj, "supervised")
+    assert shown["state"] == "Healthy" and shown["workers"] == {
+        "expected": 2, "alive": 2, "restarts": 0, "pids": shown["workers"]["pids"]}
+    assert "workers      2/2 alive, 0 restarts" in proj.ok("endpoint", "show", "supervised").stdout
+    victim, survivor = shown["workers"]["pids"]
+    assert ep["pid"] not in (victim, survivor)  # the process deploy started serves no request
+    payload = tmp_path / "one.json"
+    payload.write_text(json.dumps({"data": records(bank_csv, 1)}))
+    load = subprocess.Popen(["ab", "-r", "-n", "6000", "-c", "4", "-p", str(payload), "-T", "application/json",
+                             "-H", f"Authorization: Bearer {keys(proj, 'supervised')['primaryKey']}",
+                             ep["scoring_uri"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        os.kill(victim, signal.SIGKILL)
+        t0 = time.monotonic()
+        while {p for p in _group(ep["pid"]) if p not in (ep["pid"], survivor, victim)} == set():
+            assert time.monotonic() - t0 < 1.0, "no replacement worker within 1 s"
+            time.sleep(0.01)
+        during = _show(proj, "supervised")
+        assert during["state"] == "Degraded" and during["workers"]["alive"] == 1, during  # loading its model
+        assert "workers      1/2 alive, 1 restart" in proj.ok("endpoint", "show", "supervised").stdout
+        assert "Degraded" in proj.ok("endpoint", "list").stdout
+        out, err = load.communicate(timeout=240)
+    finally:
+        load.kill()
+    assert re.search(r"Complete requests:\s+6000", out), out + err
+    assert int(re.search(r"Failed requests:\s+(\d+)", out).group(1)) <= 4  # at most the killed worker's in-flight
+    deadline = time.monotonic() + 60
+    while (after := _show(proj, "supervised"))["workers"]["alive"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert after["state"] == "Healthy" and after["workers"]["restarts"] == 1 and victim not in after["workers"]["pids"]
+    assert "workers      2/2 alive, 1 restart\n" in proj.ok("endpoint", "show", "supervised").stdout
+    log = (proj.ws / "logs" / "endpoints" / "supervised.log").read_text()
+    restarts = [ln for ln in log.splitlines() if f"worker {victim} " in ln and "restart" in ln]
+    assert len(restarts) == 1 and "SIGKILL" in restarts[0] and "restart 1" in restarts[0], restarts
+    proj.ok("endpoint", "delete", "supervised")
+
+
+def test_show_reports_a_corrupt_keys_file(deployed, bank_csv):
+    """Issue 11 item 11c: the endpoint keeps the last good keys and `endpoint show` says what is wrong."""
+    proj, ep = deployed
+    good = keys(proj)["primaryKey"]
+    path = proj.ws / "secrets" / "endpoints" / f"{ep['name']}.keys.json"
+    saved = path.read_bytes()
+    try:
+        path.write_text("{not json")
+        assert post(ep, {"data": records(bank_csv, 1)}, good).status_code == 200  # the last good keys still work
+        shown = _show(proj, ep["name"])
+        assert shown["state"] == "Degraded" and "is corrupt" in shown["keys_error"], shown
+        text = proj.ok("endpoint", "show", ep["name"]).stdout
+        assert re.search(r"keys error\s+endpoint keys file .* is corrupt", text), text
+    finally:
+        path.write_bytes(saved)
+    assert post(ep, {"data": records(bank_csv, 1)}, good).status_code == 200
+    shown = _show(proj, ep["name"])
+    assert shown["state"] == "Healthy" and shown["keys_error"] is None
+
+
+@pytest.mark.parametrize("name", ["../../escape1", "", "a b/..", ".hidden", "x" * 65])
+def test_deploy_refuses_a_bad_endpoint_name_and_writes_nothing(deployed, name):
+    """Issue 11 item 2: an endpoint name is one path component; a bad one is a one-line error, nothing written."""
+    proj, _ = deployed
+
+    def files() -> set[Path]:
+        return {p for p in proj.root.parent.rglob("*") if "__pycache__" not in p.parts}
+
+    before = files()
+    assert "invalid endpoint name" in proj.fails("deploy", "--best", "--name", name)
+    for command in (("endpoint", "show"), ("endpoint", "keys"), ("endpoint", "delete"), ("endpoint", "restart")):
+        assert "invalid endpoint name" in proj.fails(*command, name)
+    assert files() == before

@@ -47,17 +47,23 @@ def endpoint() -> None:
 @json_option
 @pass_ctx
 def endpoint_list(ctx: Ctx, as_json: bool) -> None:
-    """List endpoints with their live state."""
-    from opml.serving.endpoints import list_endpoints, state
+    """List endpoints with their live state (Healthy, Degraded, Unhealthy, Stopped) and workers serving."""
+    from opml.serving.endpoints import list_endpoints, status
 
-    items = [(ep, state(ep)) for ep in list_endpoints(ctx.workspace())]
+    ws = ctx.workspace()
+    items = [(ep, status(ws, ep)) for ep in list_endpoints(ws)]
     if as_json:
-        emit_json([ep.to_dict() | {"state": st} for ep, st in items])
+        emit_json([ep.to_dict() | st for ep, st in items])
     elif not items:
         click.echo("No endpoints; create one with `opml deploy --best`.")
     else:
-        click.echo(table([(ep.name, st, ep.model, ep.scoring_uri, ep.inference, ep.started_at) for ep, st in items],
-                         ["ENDPOINT", "STATE", "MODEL", "SCORING URI", "INFERENCE", "STARTED"]))
+        rows = [(ep.name, st["state"], _alive(st["workers"]), ep.model, ep.scoring_uri, ep.inference, ep.started_at)
+                for ep, st in items]
+        click.echo(table(rows, ["ENDPOINT", "STATE", "WORKERS", "MODEL", "SCORING URI", "INFERENCE", "STARTED"]))
+
+
+def _alive(workers: dict | None) -> str:
+    return f"{workers['alive']}/{workers['expected']}" if workers else "-"
 
 
 @endpoint.command("show")
@@ -65,19 +71,20 @@ def endpoint_list(ctx: Ctx, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def endpoint_show(ctx: Ctx, name: str, as_json: bool) -> None:
-    """Show an endpoint: live state (Healthy, Unhealthy, Stopped), model, URIs, inference path."""
-    from opml.serving.endpoints import get_endpoint, log_file, state
+    """Show an endpoint: live state (Healthy, Degraded, Unhealthy, Stopped), workers, model, URIs, inference path."""
+    from opml.serving.endpoints import get_endpoint, log_file, status, workers_line
 
     ws = ctx.workspace()
     ep = get_endpoint(ws, name)
-    st = state(ep)
+    st = status(ws, ep)
     if as_json:
-        emit_json(ep.to_dict() | {"state": st, "log": str(log_file(ws, name))})
+        emit_json(ep.to_dict() | st | {"log": str(log_file(ws, name))})
         return
-    click.echo(kv([("endpoint", ep.name), ("state", st), ("model", ep.model), ("scoring uri", ep.scoring_uri),
-                   ("swagger uri", ep.swagger_uri), ("auth", "enabled" if ep.auth_enabled else "off"),
-                   ("inference", ep.inference), ("pid", ep.pid), ("started", ep.started_at),
-                   ("log", log_file(ws, name))]))
+    problems = [("keys error", st["keys_error"])] if st["keys_error"] else []
+    click.echo(kv([("endpoint", ep.name), ("state", st["state"]), ("workers", workers_line(st["workers"])),
+                   *problems, ("model", ep.model), ("scoring uri", ep.scoring_uri), ("swagger uri", ep.swagger_uri),
+                   ("auth", "enabled" if ep.auth_enabled else "off"), ("inference", ep.inference), ("pid", ep.pid),
+                   ("started", ep.started_at), ("log", log_file(ws, name))]))
 
 
 @endpoint.command("keys")

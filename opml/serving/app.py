@@ -1,7 +1,9 @@
 """The scoring endpoint as a bare ASGI app: no framework on the request path, orjson in and out.
 
 Routes: POST /score, GET / (health), GET /swagger.json, GET /metrics. Bad input answers 4xx with
-{"error": "..."}; an unexpected failure answers 500 and the process keeps serving.
+{"error": "..."} (405 with Allow); an unexpected failure answers 500 and the process keeps serving.
+The key is checked on the headers, before the body is read: a refused request's body is read only
+up to LIMITS.drain_bytes (to keep the connection), a longer one is left unread and the connection closed.
 """
 
 from __future__ import annotations
@@ -14,12 +16,29 @@ from typing import Any, Protocol
 
 import orjson
 
-from opml.asgi import JSON, HTTPError, Receive, Scope, Send, drain, error, lifespan, read_body, respond
+from opml.asgi import (
+    CLOSE,
+    JSON,
+    LIMITS,
+    Headers,
+    HTTPError,
+    Receive,
+    Scope,
+    Send,
+    drain,
+    error,
+    lifespan,
+    read_body,
+    respond,
+)
 from opml.serving.keys import KeyChecker
 from opml.serving.metrics import Metrics
 from opml.serving.requests import Column, parse
 
 TEXT = [(b"content-type", b"text/plain; version=0.0.4")]
+ALLOW_POST: Headers = [(b"allow", b"POST")]
+ALLOW_GET: Headers = [(b"allow", b"GET, HEAD")]
+NONE: Headers = []
 REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -57,26 +76,27 @@ class ScoringApp:
         t0 = time.perf_counter()
         wall = time.time()
         path, method = scope["path"], scope["method"]
-        headers = dict(scope["headers"])
+        raw_headers = scope["headers"]
+        headers = dict(raw_headers)
         given = headers.get(b"x-request-id")
         request_id = given if given and REQUEST_ID.match(given) else uuid.uuid4().hex.encode()
-        rows, records, kind = 0, None, JSON
+        rows, records, kind, extra = 0, None, JSON, NONE
         if path == "/score":
             if method != "POST":
-                status, body = 405, error("use POST /score")
+                status, body, extra = 405, error("use POST /score"), ALLOW_POST
             else:
-                status, body, rows, records = await self._score(headers, receive)
+                status, body, rows, records, extra = await self._score(raw_headers, headers, receive)
         elif method not in ("GET", "HEAD"):
-            status, body = 405, error(f"use GET {path}")
+            status, body, extra = 405, error(f"use GET {path}"), ALLOW_GET
         elif path == "/":
-            status, body = 200, self.health
+            status, body = 200, self._health()
         elif path == "/swagger.json":
             status, body = 200, self.openapi
         elif path == "/metrics":
             status, body, kind = 200, self.metrics.render(), TEXT
         else:
             status, body = 404, error(f"no route {path}; POST /score, GET /, GET /swagger.json, GET /metrics")
-        await respond(send, status, body, [*kind, (b"x-request-id", request_id)])
+        await respond(send, status, body, [*kind, (b"x-request-id", request_id), *extra])
         elapsed = time.perf_counter() - t0
         self.metrics.observe(path, status, elapsed, rows)
         tel = self.telemetry
@@ -87,25 +107,41 @@ class ScoringApp:
                            latency_s=elapsed, rows=rows, client=scope.get("client"), started=wall,
                            records=records)
 
-    async def _score(self, headers: dict[bytes, bytes], receive: Receive) -> tuple[int, bytes, int, Any]:
-        if self.keys is not None and not self.keys.check(headers.get(b"authorization")):
-            await drain(receive)
-            return 401, error("missing or invalid key: send 'Authorization: Bearer <key>'"), 0, None
+    def _health(self) -> bytes:
+        """The health reply; with the keys file unreadable, Degraded and why (the last good keys stay in force)."""
+        keys = self.keys
+        if keys is None:
+            return self.health
+        keys.check(None)  # re-reads the keys file if it changed, which sets or clears keys.error
+        if keys.error is None:
+            return self.health
+        return orjson.dumps(orjson.loads(self.health) | {"status": "Degraded", "keys_error": keys.error})
+
+    async def _score(self, raw_headers: Headers, headers: dict[bytes, bytes],
+                     receive: Receive) -> tuple[int, bytes, int, Any, Headers]:
+        if self.keys is not None:
+            # a repeated header makes the dict shorter than the list: refuse two keys rather than pick one
+            if len(headers) != len(raw_headers) and (n := sum(k == b"authorization" for k, _ in raw_headers)) > 1:
+                extra = await _skip_body(headers, receive)
+                return 400, error(f"send one Authorization header, not {n}"), 0, None, extra
+            if not self.keys.check(headers.get(b"authorization")):
+                extra = await _skip_body(headers, receive)
+                return 401, error("missing or invalid key: send 'Authorization: Bearer <key>'"), 0, None, extra
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return 413, error(f"request body over {self.max_bytes} bytes; send fewer rows per request"), 0, None
+            return 413, error(f"request body over {self.max_bytes} bytes; send fewer rows per request"), 0, None, CLOSE
         raw = await read_body(receive, self.max_bytes)
         if raw is None:
-            return 413, error(f"request body over {self.max_bytes} bytes; send fewer rows per request"), 0, None
+            return 413, error(f"request body over {self.max_bytes} bytes; send fewer rows per request"), 0, None, CLOSE
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            return 400, error(f"malformed JSON: {exc}"), 0, None
+            return 400, error(f"malformed JSON: {exc}"), 0, None, NONE
         try:
             req = parse(doc)
             batch = self.scorer.read(req.records)
         except HTTPError as exc:
-            return exc.status, error(exc.message), 0, None
+            return exc.status, error(exc.message), 0, None, NONE
         try:
             proba = self.scorer.predict_batch(batch)
             if req.method == "predict_proba":
@@ -113,6 +149,16 @@ class ScoringApp:
             else:
                 result = self.scorer.labels(proba)
         except Exception as exc:  # a bug, not bad input: say so and keep serving
-            return 500, error(f"internal error while scoring: {type(exc).__name__}: {exc}"), 0, None
+            return 500, error(f"internal error while scoring: {type(exc).__name__}: {exc}"), 0, None, NONE
         key = "Results" if req.v2 else "result"
-        return 200, orjson.dumps({key: result}, option=orjson.OPT_SERIALIZE_NUMPY), len(req.records), req.records
+        body = orjson.dumps({key: result}, option=orjson.OPT_SERIALIZE_NUMPY)
+        return 200, body, len(req.records), req.records, NONE
+
+
+async def _skip_body(headers: dict[bytes, bytes], receive: Receive) -> Headers:
+    """Deal with a refused request's body: read and drop a short one (the connection stays open); leave a long
+    one unread (one announced as longer than LIMITS.drain_bytes is not read at all) and close the connection."""
+    length = headers.get(b"content-length")
+    if length is not None and not (length.isdigit() and int(length) <= LIMITS.drain_bytes):
+        return CLOSE
+    return NONE if await drain(receive, LIMITS.drain_bytes) else CLOSE

@@ -13,6 +13,7 @@ from typing import Any
 
 from opml.config import DeployConfig
 from opml.errors import NotFoundError, OpmlError
+from opml.naming import check_name
 from opml.processes import free_port
 from opml.serving import keys as keystore
 from opml.serving import process, telemetry
@@ -74,6 +75,7 @@ def find(ws: Workspace, name: str) -> Endpoint | None:
 
 
 def get_endpoint(ws: Workspace, name: str) -> Endpoint:
+    check_name(name, "endpoint")
     ep = find(ws, name)
     if ep is None:
         raise NotFoundError(f"no endpoint named {name!r}", "see `opml endpoint list` or run `opml deploy`")
@@ -99,7 +101,7 @@ def deploy(ws: Workspace, model_ref: str, cfg: DeployConfig, name: str | None = 
     """Deploy `model_ref` as endpoint `name`; an existing endpoint keeps serving until the new one is ready."""
     from opml.training.models import get_model
 
-    name = name or cfg.name
+    name = check_name(cfg.name if name is None else name, "endpoint")
     model = get_model(ws, model_ref)  # fail fast on an unknown model
     with _locked(ws, name):
         old = find(ws, name)
@@ -133,7 +135,7 @@ def deploy(ws: Workspace, model_ref: str, cfg: DeployConfig, name: str | None = 
 
 
 def restart(ws: Workspace, name: str) -> Endpoint:
-    ep = get_endpoint(ws, name)
+    ep = get_endpoint(ws, name)  # checks the name
     s = ep.settings
     cfg = DeployConfig(name=name, host=ep.host, port=ep.port, auth_enabled=ep.auth_enabled,
                        max_request_bytes=s.get("max_request_bytes", 1_048_576), workers=s.get("workers", 1),
@@ -142,6 +144,7 @@ def restart(ws: Workspace, name: str) -> Endpoint:
 
 
 def delete(ws: Workspace, name: str) -> Endpoint:
+    check_name(name, "endpoint")
     with _locked(ws, name):
         ep = get_endpoint(ws, name)
         process.stop(ep.pid, name)
@@ -157,6 +160,7 @@ def set_telemetry(ws: Workspace, name: str, enabled: bool, sample_payloads: floa
     if not 0.0 <= sample_payloads <= 1.0:
         raise OpmlError(f"payload sampling rate must be between 0 and 1 (got {sample_payloads:g})",
                         "pass --sample-payloads RATE, e.g. 0.1")
+    check_name(name, "endpoint")
     with _locked(ws, name):
         ep = get_endpoint(ws, name)
         settings = ep.settings | {"telemetry": {"enabled": enabled, "sample_payloads": sample_payloads}}
@@ -167,21 +171,56 @@ def set_telemetry(ws: Workspace, name: str, enabled: bool, sample_payloads: floa
     return get_endpoint(ws, name)
 
 
-def state(ep: Endpoint, timeout: float = 2.0) -> str:
-    """Probed live: Healthy (answers GET /), Unhealthy (process up, no healthy answer), Stopped."""
+def status(ws: Workspace, ep: Endpoint, timeout: float = 2.0) -> dict[str, Any]:
+    """Probed live: {"state", "workers", "keys_error"}.
+
+    state: Healthy (answers GET /, every worker serves), Degraded (answers, but fewer workers serve than
+    expected, one being restarted, or the keys file is unreadable and the last good keys stay in force),
+    Unhealthy (the process runs, no healthy answer), Stopped (no process). workers: {"expected", "alive"
+    (serving), "restarts", "pids"} from the supervisor's state file, None when stopped or not known yet.
+    """
     if not process.alive(ep.pid, ep.name):
-        return "Stopped"
+        return {"state": "Stopped", "workers": None, "keys_error": None}
     import requests
 
+    workers = _workers(ws.root, ep)
     try:
-        ok = requests.get(f"{ep.base_uri}/", timeout=timeout).status_code == 200
-    except requests.RequestException:
-        ok = False
-    return "Healthy" if ok else "Unhealthy"
+        reply = requests.get(f"{ep.base_uri}/", timeout=timeout)
+        ok = reply.status_code == 200
+        keys_error = reply.json().get("keys_error") if ok else None
+    except (requests.RequestException, ValueError, AttributeError):
+        ok, keys_error = False, None
+    if not ok:
+        st = "Unhealthy"
+    elif keys_error or (workers is not None and workers["alive"] < workers["expected"]):
+        st = "Degraded"
+    else:
+        st = "Healthy"
+    return {"state": st, "workers": workers, "keys_error": keys_error}
+
+
+def _workers(root: Path, ep: Endpoint) -> dict[str, Any] | None:
+    """The endpoint's workers as its supervisor last recorded them, counting only those still running."""
+    info = process.state_info(root, ep.name, ep.pid)
+    recorded = info.get("workers") if info else None
+    if not isinstance(recorded, dict):
+        return None
+    ready = [p for p in recorded.get("ready", []) if process.alive(p, ep.name)]
+    starting = [p for p in recorded.get("starting", []) if process.alive(p, ep.name)]
+    return {"expected": recorded.get("expected", len(ready)), "alive": len(ready),
+            "restarts": recorded.get("restarts", 0), "pids": sorted(ready + starting)}
+
+
+def workers_line(workers: dict[str, Any] | None) -> str:
+    """`2/2 alive, 1 restart` (what `endpoint show` prints), or `-` when unknown."""
+    if not workers:
+        return "-"
+    n = workers["restarts"]
+    return f"{workers['alive']}/{workers['expected']} alive, {n} restart{'' if n == 1 else 's'}"
 
 
 def endpoint_keys(ws: Workspace, name: str, regenerate: str | None = None) -> dict[str, str]:
-    ep = get_endpoint(ws, name)
+    ep = get_endpoint(ws, name)  # checks the name
     if not ep.auth_enabled:
         raise OpmlError(f"endpoint {name!r} has authentication off", "set auth_enabled: true and redeploy")
     if regenerate:
@@ -190,4 +229,4 @@ def endpoint_keys(ws: Workspace, name: str, regenerate: str | None = None) -> di
 
 
 def log_file(ws: Workspace, name: str) -> Path:
-    return process.log_path(ws.root, name)
+    return process.log_path(ws.root, check_name(name, "endpoint"))

@@ -20,16 +20,22 @@ def build(model_ref: str, columns: list[Column], classes: list[str], example: di
         },
         "example": example,
     }
-    v1 = {"type": "object", "required": ["data"],
+    # additionalProperties: false exactly where the app refuses extra fields (records, the top level of a body)
+    v1 = {"type": "object", "required": ["data"], "additionalProperties": False,
           "properties": {"data": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Record"}}}}
-    v2 = {"type": "object", "required": ["Inputs"], "properties": {
+    v2 = {"type": "object", "required": ["Inputs"], "additionalProperties": False, "properties": {
         "Inputs": {"type": "object", "required": ["data"], "properties": {
             "data": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Record"}}}},
-        "GlobalParameters": {"type": "object", "properties": {
+        "GlobalParameters": {"type": "object", "nullable": True, "properties": {
             "method": {"type": "string", "enum": ["predict", "predict_proba"], "default": "predict"}}}}}
     error = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
     err_ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     labels = {"type": "array", "items": {"type": "string", "enum": classes}}
+    health = {"type": "object", "required": ["status", "model", "classes", "inference", "auth_enabled"],
+              "properties": {"status": {"type": "string", "enum": ["Healthy", "Degraded"]},
+                             "model": {"type": "string"}, "classes": {"type": "array", "items": {"type": "string"}},
+                             "inference": {"type": "string"}, "auth_enabled": {"type": "boolean"},
+                             "keys_error": {"type": "string"}}}
     doc: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {"title": f"opml scoring endpoint for {model_ref}", "version": model_ref.rsplit(":", 1)[-1],
@@ -51,21 +57,27 @@ def build(model_ref: str, columns: list[Column], classes: list[str], example: di
                             "Results": {"oneOf": [labels, {"type": "array", "items": {
                                 "type": "array", "items": {"type": "number"}}}]}}},
                         "example": {"result": [classes[0]]}}}},
-                    "400": {"description": "Malformed JSON", **err_ref},
-                    "401": {"description": "Missing or invalid key", **err_ref},
+                    "400": {"description": "Malformed JSON (an empty body is), or Authorization sent twice",
+                            **err_ref},
                     "413": {"description": "Body too large", **err_ref},
                     "422": {"description": "Records do not match the schema", **err_ref},
                 },
             }},
-            "/": {"get": {"summary": "Health", "operationId": "health",
-                          "responses": {"200": {"description": "Healthy"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
-                                 "responses": {"200": {"description": "Prometheus text format"}}}},
+            "/": {"get": {"summary": "Health", "operationId": "health", "responses": {"200": {
+                "description": "Healthy, or Degraded with the reason (the keys file is unreadable: the last good keys "
+                               "stay in force)",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics", "responses": {"200": {
+                "description": "Prometheus text format",
+                "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         },
-        "components": {"schemas": {"Record": record, "ScoreRequest": v1, "ScoreRequestV2": v2, "Error": error}},
+        "components": {"schemas": {"Record": record, "ScoreRequest": v1, "ScoreRequestV2": v2, "Error": error,
+                                   "Health": health}},
     }
     if auth_enabled:
         doc["components"]["securitySchemes"] = {"Bearer": {"type": "http", "scheme": "bearer",
                                                            "description": "The endpoint's primary or secondary key"}}
-        doc["paths"]["/score"]["post"]["security"] = [{"Bearer": []}]
+        score = doc["paths"]["/score"]["post"]
+        score["security"] = [{"Bearer": []}]
+        score["responses"]["401"] = {"description": "Missing or invalid key", **err_ref}
     return doc

@@ -44,6 +44,17 @@ def start(root: Path, name: str, model: str, host: str, port: int, *, auth: bool
                         f"see {log}, or raise startup_timeout_seconds in deploy.yaml") from None
 
 
+def state_info(root: Path, name: str, pid: int | None) -> dict | None:
+    """What the endpoint process `pid` last wrote to its state file (opml.serving.server), None if nothing."""
+    if not pid:
+        return None
+    try:
+        info = json.loads(ready_file(root, name, pid).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
 def alive(pid: int | None, name: str | None = None) -> bool:
     """True if `pid` runs (and, given a name, is that endpoint's server: guards against PID reuse)."""
     return processes.alive(pid, *_marks(name))

@@ -38,8 +38,10 @@ def parse(body: Any) -> ScoreRequest:
         if not isinstance(inputs, dict) or "data" not in inputs:
             raise RequestError(422, 'Inputs must be an object with a "data" list')
         data = inputs["data"]
-        params = body.get("GlobalParameters") or {}
-        if not isinstance(params, dict):
+        params = body.get("GlobalParameters")
+        if params is None:
+            params = {}
+        elif not isinstance(params, dict):
             raise RequestError(422, "GlobalParameters must be an object")
         method = params.get("method", "predict")
         if method not in METHODS:

@@ -1,29 +1,55 @@
 """The endpoint server process: `python -m opml.serving.server --workspace ROOT --name NAME ...`.
 
-It loads and warms the model *before* binding, so a model that fails to load never takes traffic;
-binds with SO_REUSEPORT, so a redeploy can start beside the old process on the same port; then
-writes a ready file that `opml deploy` waits for. Keys are read from the workspace's secrets, never
-from arguments.
+The process `opml deploy` starts is a supervisor that serves no request itself. It binds one socket
+(SO_REUSEPORT, so a redeploy can start beside the old process on the same port) and forks `--workers`
+workers that share it: one accept queue, so a connection waiting when a worker dies is taken by another.
+Each worker loads and warms the model after the fork (OpenMP state must not cross a fork, so the
+supervisor never loads the model nor numpy-heavy libraries) and only then serves, so a model that fails
+to load never takes traffic: the socket listens once the first worker is ready.
+
+The supervisor restarts a worker that dies at once (one log line each; a worker that dies before it is
+ready is restarted after a growing pause), and keeps the endpoint's state file, the ready file that
+`opml deploy` waits for and `opml endpoint show/list` read: its pid and port, the workers expected,
+ready and starting, and the restarts. Workers stop when the supervisor dies, even by SIGKILL; SIGTERM
+stops them all gracefully and cleans up. Keys are read from the workspace's secrets, never from arguments.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import logging.config
 import os
+import select
 import shutil
 import signal
+import socket
 import sys
 import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
-from opml.asgi import LOG_CONFIG, bind, uvicorn_server
+from opml.asgi import LIMITS, LOG_CONFIG, bind, uvicorn_server
+from opml.files import atomic_write
+
+STOP_TIMEOUT_S = 10.0  # workers still running this long after SIGTERM are killed
+MAX_BACKOFF_S = 30.0  # the longest pause before restarting a worker that keeps dying before it is ready
+SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+
+log = logging.getLogger("opml.endpoint")
 
 
 def ready_file(root: Path, name: str, pid: int) -> Path:
+    """The state file of the endpoint process `pid` (its supervisor): written once every worker serves."""
     return root / "run" / "endpoints" / f"{name}.{pid}.ready"
+
+
+def metrics_dir(root: Path, name: str, parent: int) -> Path:
+    """Where the workers of one endpoint process share their counters (see opml.serving.metrics)."""
+    return root / "run" / "endpoints" / f"{name}.{parent}.metrics"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,36 +64,252 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-auth", action="store_true")
     args = ap.parse_args(argv)
 
-    parent = os.getpid()
-    args.metrics_dir = metrics_dir(args.workspace, args.name, parent)
-    _clear_stale_metrics(args.workspace)
-    for _ in range(args.workers - 1):  # fork before loading anything: OpenMP state must not cross a fork
-        if os.fork() == 0:
-            _die_with(parent)
-            break
-    try:
-        return serve(args)
-    finally:
-        if os.getpid() == parent:
-            shutil.rmtree(args.metrics_dir, ignore_errors=True)
+    logging.Formatter.converter = time.gmtime  # UTC, like the telemetry lines
+    logging.config.dictConfig(LOG_CONFIG)
+    args.metrics_dir = metrics_dir(args.workspace, args.name, os.getpid())
+    _clear_stale(args.workspace)
+    # bound, not listening: nothing queues until a worker has loaded the model and starts serving
+    sock = bind(args.host, args.port, backlog=LIMITS.backlog, listen=False)
+    return Supervisor(args, sock).run()
 
 
-def metrics_dir(root: Path, name: str, parent: int) -> Path:
-    """Where the workers of one endpoint process share their counters (see opml.serving.metrics)."""
-    return root / "run" / "endpoints" / f"{name}.{parent}.metrics"
-
-
-def _clear_stale_metrics(root: Path) -> None:
-    """Drop the counter folders of endpoint processes that are gone (killed, so never cleaned up)."""
-    for d in (root / "run" / "endpoints").glob("*.metrics"):
+def _clear_stale(root: Path) -> None:
+    """Drop the counter folders and state files of endpoint processes that are gone (killed, so never cleaned)."""
+    for path in [*(root / "run" / "endpoints").glob("*.metrics"), *(root / "run" / "endpoints").glob("*.ready")]:
         try:
-            os.kill(int(d.name.rsplit(".", 2)[-2]), 0)
+            os.kill(int(path.name.rsplit(".", 2)[-2]), 0)
         except (ValueError, IndexError):
             continue
         except ProcessLookupError:
-            shutil.rmtree(d, ignore_errors=True)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         except PermissionError:
             pass
+
+
+@dataclass
+class Worker:
+    pid: int
+    ready: bool = False  # loaded and serving
+
+
+class Supervisor:
+    """Forks the workers, restarts the ones that die, keeps the state file; serves nothing itself."""
+
+    def __init__(self, args: argparse.Namespace, sock: socket.socket) -> None:
+        self.args = args
+        self.sock = sock
+        self.pid = os.getpid()
+        self.expected = max(1, args.workers)
+        self.workers: dict[int, Worker] = {}
+        self.restarts = 0
+        self.failures = 0  # deaths before ready in a row: the restart pause grows with them
+        self.due: list[float] = []  # when to fork the replacements that wait out a pause
+        self.info: dict = {}  # what the first ready worker reported: inference path, load time
+        self.serving = False  # every first worker became ready: the state file exists
+        self.stopping = False
+        self.t0 = time.monotonic()
+        self.state = ready_file(args.workspace, args.name, self.pid)
+
+    # -------------------------------------------------------------------------------- the loop
+
+    def run(self) -> int:
+        self.ready_r, self.ready_w = os.pipe()  # workers write one JSON line when they serve
+        os.set_blocking(self.ready_r, False)
+        self.wake_r, self.wake_w = os.pipe()  # signals wake the loop through this pipe
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        code = 0
+        try:
+            for _ in range(self.expected):
+                self._fork()
+            pending = b""
+            while not self.stopping:
+                timeout = max(0.0, min(self.due) - time.monotonic()) if self.due else None
+                readable, _, _ = select.select([self.ready_r, self.wake_r], [], [], timeout)
+                if self.wake_r in readable:
+                    _read_all(self.wake_r)
+                if self.ready_r in readable:
+                    pending = self._read_ready(pending + _read_all(self.ready_r))
+                if not self._reap():
+                    code = 1
+                    break
+                now = time.monotonic()
+                while self.due and min(self.due) <= now and not self.stopping:
+                    self.due.remove(min(self.due))
+                    self._fork()
+                if not self.serving and sum(w.ready for w in self.workers.values()) == self.expected:
+                    self.serving = True
+                    self._write_state()
+                    log.info("endpoint %s serving %s on http://%s:%d (supervisor pid %d, %d worker(s): %s, loaded in "
+                             "%.1f s)", self.args.name, self.args.model, self.args.host, self.args.port, self.pid,
+                             self.expected, self.info.get("inference"), time.monotonic() - self.t0)
+        finally:
+            self._shutdown()
+        return code
+
+    def _stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _read_ready(self, data: bytes) -> bytes:
+        """Mark the workers whose ready lines are in `data`; return an unfinished last line."""
+        *lines, rest = data.split(b"\n")
+        for line in lines:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            worker = self.workers.get(msg.get("pid"))
+            if worker is None:
+                continue
+            worker.ready = True
+            self.failures = 0
+            if not self.info:
+                self.info = {"inference": msg.get("inference"), "load_s": msg.get("load_s")}
+            if self.serving:
+                self._write_state()
+        return rest
+
+    def _reap(self) -> bool:
+        """Collect the workers that ended and restart them; False if one died before the endpoint first served."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return True
+            if pid == 0:
+                return True
+            worker = self.workers.pop(pid, None)
+            if worker is None or self.stopping:
+                continue
+            how = _describe(status)
+            if not self.serving:
+                log.error("worker %d %s before it was ready: endpoint %s not started", pid, how, self.args.name)
+                return False
+            self.restarts += 1
+            if worker.ready:
+                new = self._fork()
+                log.warning("worker %d %s; started worker %d in its place (restart %d)", pid, how, new,
+                            self.restarts)
+            else:  # it could not load the model: pause, longer each time in a row
+                self.failures += 1
+                pause = min(MAX_BACKOFF_S, 0.5 * 2 ** self.failures)
+                self.due.append(time.monotonic() + pause)
+                log.warning("worker %d %s before it was ready; starting another in %.0f s (restart %d)", pid, how,
+                            pause, self.restarts)
+            self._write_state()
+
+    def _fork(self) -> int:
+        # signals wait until the child has its own handlers (a SIGTERM in between would reach the supervisor's)
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns into the supervisor's code
+            code = 1
+            try:
+                code = self._worker()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+        self.workers[pid] = Worker(pid)
+        return pid
+
+    # -------------------------------------------------------------------------------- the state file
+
+    def _write_state(self) -> None:
+        if not self.serving:
+            return
+        workers = self.workers.values()
+        atomic_write(self.state, json.dumps({
+            "pid": self.pid, "port": self.args.port, "inference": self.info.get("inference"),
+            "load_s": self.info.get("load_s"),
+            "workers": {"expected": self.expected, "ready": sorted(w.pid for w in workers if w.ready),
+                        "starting": sorted(w.pid for w in workers if not w.ready), "restarts": self.restarts}}))
+
+    def _shutdown(self) -> None:
+        """Stop every worker (SIGTERM, then SIGKILL after STOP_TIMEOUT_S), then remove the state and counters."""
+        self.stopping = True
+        for pid in self.workers:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while self.workers and time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                self.workers.pop(pid, None)
+            else:
+                select.select([self.wake_r], [], [], 0.05)
+                _read_all(self.wake_r)
+        for pid in self.workers:
+            _signal(pid, signal.SIGKILL)
+        self.state.unlink(missing_ok=True)
+        shutil.rmtree(self.args.metrics_dir, ignore_errors=True)
+        self.sock.close()
+
+    # -------------------------------------------------------------------------------- in a worker
+
+    def _worker(self) -> int:
+        """Load the model, then serve on the shared socket until SIGTERM (or the supervisor's death)."""
+        signal.set_wakeup_fd(-1)
+        for fd in (self.ready_r, self.wake_r, self.wake_w):
+            os.close(fd)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler in place before run(): exit
+        # normally from there (also while the model loads), so the clean-up below runs
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+        _die_with(self.pid)
+        return serve(self.args, self.sock, self.ready_w)
+
+
+def serve(args: argparse.Namespace, sock: socket.socket, ready_fd: int) -> int:
+    """One worker: load and warm the model, then serve the shared socket; report readiness on `ready_fd`."""
+    from opml.serving.app import ScoringApp
+    from opml.serving.keys import KeyChecker, key_file
+    from opml.serving.openapi import build
+    from opml.serving.scorer import load_scorer
+    from opml.serving.telemetry import Telemetry
+    from opml.workspace.workspace import Workspace
+
+    t0 = time.monotonic()
+    ws = Workspace.open(args.workspace)
+    scorer = load_scorer(ws, args.model)
+    keys = None if args.no_auth else KeyChecker(key_file(ws.secrets_dir, args.name))
+    url = f"http://{args.host}:{args.port}"
+    openapi = json.dumps(build(scorer.model_ref, scorer.columns, scorer.classes, scorer.example,
+                               auth_enabled=keys is not None, server_url=url)).encode()
+    telemetry = Telemetry(args.workspace, args.name, scorer.model_ref)
+    app = ScoringApp(scorer, keys=keys, max_request_bytes=args.max_request_bytes, openapi=openapi,
+                     telemetry=telemetry, metrics_dir=args.metrics_dir)
+    ws.close()
+    pid = os.getpid()
+    load_s = round(time.monotonic() - t0, 3)
+
+    def started() -> None:
+        os.write(ready_fd, json.dumps({"pid": pid, "inference": scorer.inference, "load_s": load_s}).encode() + b"\n")
+        log.info("worker %d serving %s (%s, loaded in %.1f s)", pid, scorer.model_ref, scorer.inference, load_s)
+
+    server = uvicorn_server(app, on_started=started)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        telemetry.close()
+        app.metrics.close()
+    return 0
 
 
 def _die_with(parent: int) -> None:
@@ -82,49 +324,32 @@ def _die_with(parent: int) -> None:
         os._exit(0)
 
 
-def serve(args: argparse.Namespace) -> int:
-    from opml.serving.app import ScoringApp
-    from opml.serving.keys import KeyChecker, key_file
-    from opml.serving.openapi import build
-    from opml.serving.scorer import load_scorer
-    from opml.serving.telemetry import Telemetry
-    from opml.workspace.workspace import Workspace
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            return f"was killed by {signal.Signals(sig).name}"
+        except ValueError:
+            return f"was killed by signal {sig}"
+    return f"exited with code {os.waitstatus_to_exitcode(status)}"
 
-    t0 = time.monotonic()
-    logging.Formatter.converter = time.gmtime  # UTC, like the telemetry lines
-    logging.config.dictConfig(LOG_CONFIG)
-    ws = Workspace.open(args.workspace)
-    scorer = load_scorer(ws, args.model)
-    keys = None if args.no_auth else KeyChecker(key_file(ws.secrets_dir, args.name))
-    url = f"http://{args.host}:{args.port}"
-    openapi = json.dumps(build(scorer.model_ref, scorer.columns, scorer.classes, scorer.example,
-                               auth_enabled=keys is not None, server_url=url)).encode()
-    telemetry = Telemetry(args.workspace, args.name, scorer.model_ref)
-    app = ScoringApp(scorer, keys=keys, max_request_bytes=args.max_request_bytes, openapi=openapi,
-                     telemetry=telemetry, metrics_dir=getattr(args, "metrics_dir", None))
-    ws.close()
 
-    sock = bind(args.host, args.port)
-    pid = os.getpid()
-    ready = ready_file(args.workspace, args.name, pid)
-    ready.parent.mkdir(parents=True, exist_ok=True)
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
 
-    server = uvicorn_server(app, backlog=2048)  # handles SIGTERM/SIGINT with a graceful shutdown
-    ready.write_text(json.dumps({"pid": pid, "port": args.port, "inference": scorer.inference,
-                                 "load_s": round(time.monotonic() - t0, 3)}))
-    logging.getLogger("opml.endpoint").info(
-        "endpoint %s serving %s on %s (pid %d, %s, loaded in %.1f s)", args.name, scorer.model_ref, url, pid,
-        scorer.inference, time.monotonic() - t0)
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler in place before run():
-    # exit normally from there, so the clean-up below runs (with the default handler, it never did)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        server.run(sockets=[sock])
-    finally:
-        ready.unlink(missing_ok=True)
-        telemetry.close()
-        app.metrics.close()
-    return 0
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 if __name__ == "__main__":
