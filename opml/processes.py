@@ -125,3 +125,25 @@ def stop(pid: int | None, *marks: str, timeout: float = 10.0) -> bool:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def start_ticks(pid: int | None) -> int | None:
+    """When process `pid` started (clock ticks after boot, /proc/PID/stat field 22); None if it is not running.
+
+    Recorded with a pid, it tells the process apart from a later one that is given the same pid.
+    """
+    if not pid:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # fields[0] is field 3 (state)
+    if fields[0] in ("Z", "X"):  # exited, not yet reaped
+        return None
+    return int(fields[19])
+
+
+def same_process(pid: int | None, ticks: int | None) -> bool:
+    """True while the process recorded as (`pid`, start_ticks(pid) == `ticks`) still runs."""
+    return ticks is not None and start_ticks(pid) == ticks

@@ -5,6 +5,7 @@ secret. Real workspace and SQLite store; run states are driven by writing them a
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import threading
 import time
@@ -14,11 +15,11 @@ import pytest
 import yaml
 
 from opml.errors import NotFoundError, OpmlError
-from opml.pipelines import registry, watch
+from opml.pipelines import registry, service, watch
 from opml.pipelines import schedule as schedules
 from opml.pipelines.spec import ParameterError, load_spec
 from opml.pipelines.step import run_dir
-from opml.workspace.workspace import Workspace
+from opml.workspace.workspace import Workspace, now_iso
 
 
 @pytest.fixture
@@ -148,17 +149,52 @@ def test_step_logs_in_run_order_empty_before_a_step_writes(workspace, pipe):
         watch.step_logs(workspace, "nope")
 
 
-def test_describe_finds_the_model_and_a_vanished_executor(workspace, pipe):
+def test_describe_finds_the_model_and_fails_a_run_whose_executor_vanished(workspace, pipe):
     run = _submit(workspace, pipe)
-    registry.update_step(workspace, run.id, "a", outputs={"model": "m:1", "n": 2})
+    registry.update_step(workspace, run.id, "a", outputs={"model": "m:1", "n": 2}, status="Running")
     registry.update_step(workspace, run.id, "b", outputs={"model": "m:2"})
-    registry.update_run(workspace, run.id, status="Running", runner_pid=_dead_pid())
+    dead = _dead_pid()
+    registry.update_run(workspace, run.id, status="Running", runner_pid=dead, started_at=now_iso())
     view = watch.describe(workspace, run.id)
     assert view.model == "m:2" and [s.step for s in view.steps] == ["a", "b"]
-    assert view.executor_gone()
+    assert view.run.status == "Failed" and view.run.error == f"executor process {dead} died (killed?)"
+    assert [(s.status, s.error) for s in view.steps] == [("Failed", view.run.error), ("Canceled", view.run.error)]
+    assert view.run.ended_at and view.run.duration_s is not None
     assert view.to_dict()["model"] == "m:2" and view.to_dict()["steps"][0]["outputs"] == {"model": "m:1", "n": 2}
+    assert registry.get_run(workspace, run.id).status == "Failed"  # recorded, not just shown
+
+
+def test_the_executor_is_known_by_pid_and_start_time(workspace, pipe):
+    """A live process holding the recorded pid but started at another time is not the executor."""
+    from opml.processes import start_ticks
+
+    me, ticks = os.getpid(), start_ticks(os.getpid())
+    run = _submit(workspace, pipe)
+    registry.update_run(workspace, run.id, status="Running", runner_pid=me, runner_ticks=ticks)
+    assert watch.describe(workspace, run.id).run.status == "Running"
+    assert [r.status for r in service.read_runs(workspace)] == ["Running"]
+    registry.update_run(workspace, run.id, runner_ticks=ticks - 1)  # the pid was recycled
+    assert watch.describe(workspace, run.id).run.error == f"executor process {me} died (killed?)"
+
+
+def test_a_run_that_ended_meanwhile_is_not_closed_again(workspace, pipe):
+    run = _submit(workspace, pipe)
     registry.update_run(workspace, run.id, status="Completed")
-    assert not watch.describe(workspace, run.id).executor_gone()
+    assert not registry.close_run(workspace, run.id, "Failed", "late")
+    assert registry.get_run(workspace, run.id).status == "Completed"
+
+
+def test_sweep_fails_only_runs_whose_executor_is_gone(workspace, pipe):
+    from opml.processes import start_ticks
+
+    gone, live, fresh = _submit(workspace, pipe), _submit(workspace, pipe), _submit(workspace, pipe)
+    registry.update_run(workspace, gone.id, status="Running", runner_pid=_dead_pid())
+    registry.update_run(workspace, live.id, status="Running", runner_pid=os.getpid(),
+                        runner_ticks=start_ticks(os.getpid()))
+    lines: list[str] = []
+    assert service.sweep(workspace, log=lines.append) == [gone.id]  # `fresh` is still being spawned: left alone
+    assert lines == [f"run {gone.id}: Failed ({registry.get_run(workspace, gone.id).error})"]
+    assert [registry.get_run(workspace, r.id).status for r in (live, fresh)] == ["Running", "NotStarted"]
 
 
 # ---- recurrences and schedules ------------------------------------------------------------------------

@@ -270,23 +270,216 @@ def test_cancel_stops_running_steps(proj):
     assert "already Canceled" in proj.fails("pipeline", "cancel", run["id"])
 
 
-def test_crash_recovery_marks_running_run_failed_on_server_start(proj):
-    ref = _sleep_pipeline(proj)
+def _killed(proj, ref: str) -> tuple[dict, int, int]:
+    """Start a run of `ref`, wait for its `nap` step, kill -9 the executor; (run, executor pid, step pid)."""
     run = proj.json("pipeline", "run", ref)
     running = _running(proj, run["id"], "nap")
     runner = running["runner_pid"]
     step_pid = next(s["pid"] for s in running["steps"] if s["step"] == "nap")
-    os.killpg(runner, signal.SIGKILL)  # the executor crashes; its step process is orphaned
-    time.sleep(0.3)
-    assert proj.json("pipeline", "show", run["id"])["status"] == "Running"
-    proj.ok("server", "stop")
-    proj.ok("server", "start")
-    after = proj.json("pipeline", "show", run["id"])
-    assert after["status"] == "Failed" and "executor" in after["error"] and "control plane started" in after["error"]
+    os.kill(runner, signal.SIGKILL)  # the executor dies; its step process is orphaned
+    return run, runner, step_pid
+
+
+def _gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}/cmdline").exists() or not Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def test_killed_executor_is_failed_by_the_next_read_and_by_the_control_plane(proj):
+    """Issue 11 item 6: kill -9 of an executor no longer leaves its run Running."""
+    from opml.pipelines import registry
+    from opml.workspace.workspace import Workspace
+
+    ref = _sleep_pipeline(proj)
+    proj.ok("server", "stop")  # first without a control plane: the read itself must notice
+    run, runner, step_pid = _killed(proj, ref)
+    t0 = time.monotonic()
+    after = _until(lambda: (r := proj.json("pipeline", "show", run["id"]))["status"] != "Running" and r, 5,
+                   "the run to leave Running")
+    assert time.monotonic() - t0 < 1.5
+    assert after["status"] == "Failed" and after["error"] == f"executor process {runner} died (killed?)", after
     st = {s["step"]: s for s in after["steps"]}
-    assert st["nap"]["status"] == "Failed" and st["then"]["status"] == "Canceled"
-    time.sleep(0.5)
-    assert not Path(f"/proc/{step_pid}/cmdline").exists() or not Path(f"/proc/{step_pid}/cmdline").read_bytes()
+    assert st["nap"]["status"] == "Failed" and "died" in st["nap"]["error"]
+    assert st["then"]["status"] == "Canceled"
+    shown = proj.cli("--configs", str(proj.configs), "pipeline", "show", run["id"], env=proj.env())
+    assert shown.exit_code == 0 and "server start" not in shown.output and "Failed" in shown.stdout
+    _until(lambda: _gone(step_pid), 5, "the orphaned step process to stop")
+    listed = {r["id"]: r for r in proj.json("pipeline", "runs", "--limit", "1000")}
+    assert listed[run["id"]]["status"] == "Failed"
+
+    # `opml pipeline runs` notices as well
+    run, runner, _ = _killed(proj, ref)
+    _until(lambda: {r["id"]: r for r in proj.json("pipeline", "runs", "--limit", "1000")}[run["id"]]["status"]
+           == "Failed", 1.5, "`pipeline runs` to report Failed")
+
+    # the control plane's periodic check marks it with nobody reading the run
+    proj.ok("server", "start")
+    run, runner, step_pid = _killed(proj, ref)
+    ws = Workspace.open(proj.ws)
+    try:
+        _until(lambda: registry.get_run(ws, run["id"]).status == "Failed", 3, "the control plane's check")
+        assert registry.get_run(ws, run["id"]).error == f"executor process {runner} died (killed?)"
+    finally:
+        ws.close()
+    _until(lambda: _gone(step_pid), 5, "the orphaned step process to stop")
+    assert f"run {run['id']}: Failed" in (proj.ws / "logs" / "control-plane.log").read_text()
+
+
+def test_rest_get_reports_a_killed_executor_failed(proj):
+    ref = _sleep_pipeline(proj)
+    url = proj.json("server", "start")["url"]
+    headers = {"Authorization": f"Bearer {token(proj)}"}
+    run, runner, _ = _killed(proj, ref)
+    t0 = time.monotonic()
+    doc = _until(lambda: (d := requests.get(f"{url}/runs/{run['id']}", headers=headers, timeout=10).json())[
+        "Status"] != "Running" and d, 5, "REST GET to leave Running")
+    assert time.monotonic() - t0 < 1.5
+    assert doc["Status"] == "Failed" and doc["Error"] == f"executor process {runner} died (killed?)"
+
+
+def _db_rows(path: Path, sql: str, *args) -> list:
+    import sqlite3
+
+    if not path.is_file():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        return db.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()
+
+
+def test_crashed_automl_step_fails_its_automl_and_mlflow_runs(proj, full_run):
+    """Executor and AutoML step both killed -9: the read that fails the pipeline run ends the MLflow run too."""
+    proj.ok("server", "stop")  # so that the read below is what notices (the control plane's sweep would too)
+    run = proj.json("pipeline", "run", "bankmarketing-train", "--param", "time_budget=25", "--param", "max_trials=3")
+    running = _running(proj, run["id"], "automl")
+    step_pid = next(s["pid"] for s in running["steps"] if s["step"] == "automl")
+    automl = _until(lambda: _db_rows(proj.ws / "opml.db", "SELECT id FROM automl_runs WHERE status = 'Running'"
+                                     " AND owner_pid = ?", step_pid), 120, "the AutoML run to start")[0][0]
+    parent = _until(lambda: _db_rows(proj.ws / "mlflow.db", "SELECT run_uuid FROM tags WHERE key = 'opml.run_id'"
+                                     " AND value = ?", automl), 120, "its MLflow run")[0][0]
+    os.kill(running["runner_pid"], signal.SIGKILL)
+    os.killpg(step_pid, signal.SIGKILL)
+    _until(lambda: _gone(step_pid), 10, "the AutoML step process to die")
+    t0 = time.monotonic()
+    after = proj.json("pipeline", "show", run["id"])
+    assert after["status"] == "Failed" and "died (killed?)" in after["error"]
+    assert time.monotonic() - t0 < 5
+    assert next(s for s in after["steps"] if s["step"] == "automl")["status"] == "Failed"
+    status, error = _db_rows(proj.ws / "opml.db", "SELECT status, error FROM automl_runs WHERE id = ?", automl)[0]
+    assert status == "Failed" and f"process {step_pid}" in error, (status, error)
+    mlflow_status, end_time = _db_rows(proj.ws / "mlflow.db", "SELECT status, end_time FROM runs WHERE run_uuid = ?",
+                                       parent)[0]
+    assert mlflow_status == "FAILED" and end_time
+
+
+def test_script_step_timeout_is_enforced(proj):
+    """Issue 11 item 7: the deadline holds even while the script keeps stdout open."""
+    (proj.root / "chatty.py").write_text("import time\nprint('working', flush=True)\ntime.sleep(20)\n")
+    ref = script_pipeline(proj, "deadline", [
+        {"name": "slow", "type": "script", "settings": {"script": "chatty.py", "timeout_seconds": 1},
+         "allow_reuse": False}])
+    t0 = time.monotonic()
+    res = proj.cli("--configs", str(proj.configs), "pipeline", "run", ref, "--wait", "--json", env=proj.env())
+    wall = time.monotonic() - t0
+    assert res.exit_code == 1, res.output
+    run = json.loads(res.stdout)
+    step = run["steps"][0]
+    assert run["status"] == step["status"] == "Failed"
+    assert "timed out after 1 s" in step["error"] and "timed out after 1 s" in run["error"]
+    assert step["duration_s"] < 5 and wall < 10, (step["duration_s"], wall)
+    assert "working" in proj.json("pipeline", "logs", run["id"], "--step", "slow")["slow"]["text"]
+
+
+FS_PARAMS = [
+    ("script", {"script": "${p}"}, "ok.py"),
+    ("dataset", {"path": "${p}", "label": "y"}, "data.csv"),
+    ("automl", {"config": "${p}"}, "configs/automl.yaml"),
+]
+
+
+@pytest.mark.parametrize(("kind", "settings", "default"), FS_PARAMS, ids=[k for k, _, _ in FS_PARAMS])
+def test_filesystem_settings_cannot_take_parameters(proj, kind, settings, default):
+    """Issue 11 item 10: a script or file path named by a parameter is refused at `pipeline create`."""
+    field = next(iter(settings))
+    path = proj.write("fs.yaml", {"name": "fs", "parameters": [{"name": "p", "type": "string", "default": default}],
+                                  "steps": [{"name": "s", "type": kind, "settings": settings}]})
+    line = proj.fails("pipeline", "create", "--file", str(path))
+    assert f"step 's': setting '{field}' cannot take a parameter" in line, line
+
+
+def test_url_parameters_need_allowed_hosts(proj):
+    steps = [{"name": "data", "type": "dataset", "settings": {"url": "${u}", "label": "y"}}]
+    params = [{"name": "u", "type": "string", "default": "http://127.0.0.1:9/data.csv"}]
+    path = proj.write("urls.yaml", {"name": "urls", "parameters": params, "steps": steps})
+    line = proj.fails("pipeline", "create", "--file", str(path))
+    assert "step 'data': setting 'url' takes a parameter only when allowed_url_hosts lists the hosts" in line, line
+    path = proj.write("urls.yaml", {"name": "urls", "allowed_url_hosts": ["127.0.0.1"], "parameters": params,
+                                    "steps": steps})
+    assert proj.json("pipeline", "create", "--file", str(path))["ref"] == "urls:1"
+    line = proj.fails("pipeline", "run", "urls", "--param", "u=http://evil.example/data.csv")
+    assert "host 'evil.example' is not in allowed_url_hosts (127.0.0.1)" in line, line
+    line = proj.fails("pipeline", "run", "urls", "--param", "u=file:///etc/passwd")
+    assert "allowed_url_hosts" in line, line
+    assert not [r for r in proj.json("pipeline", "runs", "urls")]
+
+
+def test_rest_trigger_cannot_choose_the_script(proj):
+    """Issue 11 item 10, the probe: a trigger naming another file as `script` is refused; the file never runs."""
+    from opml.pipelines import registry
+    from opml.pipelines.spec import PipelineSpec
+    from opml.workspace.workspace import Workspace
+
+    marker = proj.root / "pwned.txt"
+    (proj.root / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    doc = {"name": "probe", "parameters": [{"name": "script", "type": "string", "default": str(proj.root / "ok.py")}],
+           "steps": [{"name": "run", "type": "script", "settings": {"script": "${script}"}}]}
+    path = proj.write("probe.yaml", doc)
+    assert "setting 'script' cannot take a parameter" in proj.fails("pipeline", "create", "--file", str(path))
+    # as registered by an opml that let it through
+    ws = Workspace.open(proj.ws)
+    try:
+        registry.create_pipeline(ws, PipelineSpec.model_validate(doc), path, proj.configs)
+    finally:
+        ws.close()
+    pub = proj.json("pipeline", "publish", "probe")
+    r = post(pub["endpoint"], token(proj), {"ParameterAssignments": {"script": str(proj.root / "evil.py")}})
+    assert r.status_code == 422 and "setting 'script' cannot take a parameter" in r.json()["error"], r.text
+    assert "cannot take a parameter" in proj.fails("pipeline", "run", "probe", "--param",
+                                                   f"script={proj.root / 'evil.py'}")
+    time.sleep(2)
+    assert not marker.exists()
+    assert proj.json("pipeline", "runs", "probe") == []
+
+
+def test_experiment_names_follow_the_name_rule(proj):
+    """Issue 11 items 2 and 11a on the CLI and in step settings."""
+    ref = script_pipeline(proj, "named", [{"name": "a", "type": "script", "settings": {"script": "ok.py"}}])
+    for bad in ("a b", "../../escape", "", "x" * 65, "tab\tname"):
+        line = proj.fails("pipeline", "run", ref, "--experiment", bad)
+        assert "invalid experiment name" in line, (bad, line)
+        line = proj.fails("pipeline", "schedule", "create", ref, "--every", "1h", "--experiment", bad)
+        assert "invalid experiment name" in line, (bad, line)
+    path = proj.write("named.yaml", {"name": "named2", "steps": [
+        {"name": "a", "type": "automl", "settings": {"experiment": "../../escape"}}]})
+    line = proj.fails("pipeline", "create", "--file", str(path))
+    assert "step 'a': setting 'experiment'" in line and "invalid experiment name" in line, line
+    path = proj.write("named.yaml", {"name": "../escape", "steps": [
+        {"name": "a", "type": "script", "settings": {"script": "ok.py"}}]})
+    assert "name: invalid pipeline name '../escape'" in proj.fails("pipeline", "create", "--file", str(path))
+    assert "invalid pipeline name '../x'" in proj.fails("pipeline", "run", "../x")
+    assert "invalid schedule name 'a b'" in proj.fails("pipeline", "schedule", "disable", "a b")
+    path = proj.write("named.yaml", {"name": "named3", "parameters": [{"name": "ep", "type": "string",
+                                                                        "default": "ok-name"}],
+                                     "steps": [{"name": "m", "type": "script", "settings": {"script": "ok.py"},
+                                                "outputs": ["model"]},
+                                               {"name": "d", "type": "deploy", "inputs": {"model": "m.model"},
+                                                "settings": {"name": "${ep}"}}]})
+    proj.ok("pipeline", "create", "--file", str(path))
+    line = proj.fails("pipeline", "run", "named3", "--param", "ep=../../escape1")
+    assert "setting 'name' (from parameter 'ep'): invalid endpoint name '../../escape1'" in line, line
 
 
 # ---- published pipeline over REST ------------------------------------------------------------------

@@ -129,9 +129,9 @@ def _echo_step(s: StepRun, elapsed: float) -> None:
 @pass_ctx
 def runs_cmd(ctx: Ctx, name: str | None, limit: int, as_json: bool) -> None:
     """List pipeline runs, newest first."""
-    from opml.pipelines import registry
+    from opml.pipelines import service
 
-    items = registry.list_runs(ctx.workspace(), name, limit)
+    items = service.read_runs(ctx.workspace(), name, limit)
     if as_json:
         emit_json([r.to_dict() for r in items])
     elif not items:
@@ -162,9 +162,6 @@ def _show(view: RunView, as_json: bool) -> None:
                    ("parameters", run.parameters), ("submitted by", run.submitted_by),
                    ("duration", f"{run.duration_s:.1f} s" if run.duration_s is not None else "-"),
                    ("model", view.model or "-")] + ([("error", run.error)] if run.error else [])))
-    if view.executor_gone():
-        click.echo(f"note: its executor (pid {run.runner_pid}) is gone; `opml server start` marks it Failed",
-                   err=True)
     rows = []
     for s in view.steps:
         outs = ", ".join(f"{k}={v}" for k, v in s.outputs.items() if not isinstance(v, dict))

@@ -1,4 +1,7 @@
-"""Pipelines, published pipelines, runs, step runs and schedules as rows in opml.db."""
+"""Pipelines, published pipelines, runs, step runs and schedules as rows in opml.db.
+
+Every change of a run's state goes through here; `close_run` is the one way a run that lost its executor ends.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from opml import processes
 from opml.errors import NotFoundError, OpmlError
+from opml.naming import check_name
 from opml.pipelines.spec import PipelineSpec, order, resolve_parameters
 from opml.workspace import store
 from opml.workspace.workspace import Workspace, now_iso
 
 ACTIVE = ("NotStarted", "Queued", "Running")
 FINAL = ("Completed", "Failed", "Canceled")
+_IN_ACTIVE = f"status IN ({', '.join(repr(s) for s in ACTIVE)})"
+
+
+class TooManyRuns(OpmlError):
+    """A published pipeline already has its maximum of active runs (REST: 429 with Retry-After)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ def create_pipeline(ws: Workspace, spec: PipelineSpec, source: Path, configs: Pa
 
 def get_pipeline(ws: Workspace, ref: str) -> Pipeline:
     name, _, version = ref.partition(":")
+    check_name(name, "pipeline")
     if version and not version.isdigit():
         raise OpmlError(f"invalid pipeline version in {ref!r}", "write NAME or NAME:VERSION")
     if version:
@@ -173,6 +184,7 @@ class Run:
     started_at: str | None
     ended_at: str | None
     duration_s: float | None
+    runner_ticks: int | None = None  # the executor's start time (opml.processes.start_ticks), with runner_pid
 
     @property
     def ref(self) -> str:
@@ -203,15 +215,22 @@ def new_run_id(name: str) -> str:
 
 def submit_run(ws: Workspace, pipeline: Pipeline, params: dict[str, Any], *, experiment: str | None = None,
                strict: bool = False, published_id: str | None = None, schedule_id: str | None = None,
-               submitted_by: str = "cli") -> Run:
-    """Validate the parameters and insert the run (NotStarted) with its steps; the caller starts the runner."""
+               submitted_by: str = "cli", max_active: int | None = None) -> Run:
+    """Validate the parameters and insert the run (NotStarted) with its steps; the caller starts the runner.
+
+    `max_active`: refuse (TooManyRuns) when the published pipeline already has that many active runs.
+    """
+    experiment = check_name(pipeline.name if experiment is None else experiment, "experiment")
     values = resolve_parameters(pipeline.spec, params, strict=strict)
-    experiment = experiment or pipeline.name
-    if not isinstance(experiment, str) or not experiment.strip():
-        raise OpmlError("the experiment name must be a non-empty string")
     run_id, now = new_run_id(pipeline.name), now_iso()
     positions = {n: i for i, n in enumerate(n for level in order(pipeline.spec) for n in level)}
     with store.transaction(ws.db) as db:
+        if max_active is not None and published_id is not None:
+            active = db.execute(f"SELECT COUNT(*) FROM pipeline_runs WHERE published_id = ? AND {_IN_ACTIVE}",
+                                (published_id,)).fetchone()[0]
+            if active >= max_active:
+                raise TooManyRuns(f"{active} runs of published pipeline {published_id} are active (at most "
+                                  f"{max_active} at a time)", "retry when one has ended")
         db.execute("INSERT INTO pipeline_runs (id, pipeline, version, experiment, parameters, status, published_id,"
                    " schedule_id, submitted_by, created_at) VALUES (?, ?, ?, ?, ?, 'NotStarted', ?, ?, ?, ?)",
                    (run_id, pipeline.name, pipeline.version, experiment, json.dumps(values), published_id,
@@ -235,6 +254,14 @@ def list_runs(ws: Workspace, pipeline: str | None = None, limit: int = 50) -> li
                              " LIMIT ?", (pipeline, limit))
     else:
         rows = ws.db.execute("SELECT * FROM pipeline_runs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,))
+    return [_run(r) for r in rows]
+
+
+def active_runs(ws: Workspace, published_id: str | None = None) -> list[Run]:
+    """Runs NotStarted, Queued or Running (of one published pipeline if given), oldest first."""
+    where = _IN_ACTIVE + (" AND published_id = ?" if published_id else "")
+    rows = ws.db.execute(f"SELECT * FROM pipeline_runs WHERE {where} ORDER BY created_at, rowid",
+                         (published_id,) if published_id else ())
     return [_run(r) for r in rows]
 
 
@@ -267,9 +294,35 @@ def request_cancel(ws: Workspace, run_id: str) -> Run:
 
 
 def record_runner(ws: Workspace, run_id: str, pid: int) -> None:
-    """Note the pid of the run's spawned executor, unless the executor has recorded itself already."""
+    """Note the pid and start time of the run's spawned executor, unless the executor has recorded itself already."""
     # One autocommit statement: atomic without a transaction on the (possibly shared) connection.
-    ws.db.execute("UPDATE pipeline_runs SET runner_pid = ? WHERE id = ? AND runner_pid IS NULL", (pid, run_id))
+    ws.db.execute("UPDATE pipeline_runs SET runner_pid = ?, runner_ticks = ? WHERE id = ? AND runner_pid IS NULL",
+                  (pid, processes.start_ticks(pid), run_id))
+
+
+def close_run(ws: Workspace, run_id: str, status: str, reason: str) -> bool:
+    """End a run whose executor is not there to do it: the run gets `status` and `reason`; its Running steps
+    become Failed (Canceled when `status` is), its steps not yet started Canceled. False, changing nothing, if the
+    run has ended meanwhile (its executor wrote the end first)."""
+    now = now_iso()
+    with store.transaction(ws.db) as db:
+        row = db.execute(f"SELECT started_at FROM pipeline_runs WHERE id = ? AND {_IN_ACTIVE}", (run_id,)).fetchone()
+        if row is None:
+            return False
+        duration = _seconds_since(row["started_at"]) if row["started_at"] else None
+        db.execute("UPDATE pipeline_runs SET status = ?, error = ?, ended_at = ?, duration_s = ? WHERE id = ?",
+                   (status, reason, now, duration, run_id))
+        db.execute(f"UPDATE pipeline_step_runs SET status = CASE WHEN status = 'Running' AND ? = 'Failed' THEN 'Failed'"
+                   f" ELSE 'Canceled' END, error = ?, ended_at = ? WHERE run_id = ? AND {_IN_ACTIVE}",
+                   (status, reason, now, run_id))
+    return True
+
+
+def _seconds_since(iso: str) -> float:
+    import time
+    from datetime import datetime
+
+    return round(max(0.0, time.time() - datetime.fromisoformat(iso).timestamp()), 3)
 
 
 def reusable(ws: Workspace, digest: str, run_id: str) -> StepRun | None:
@@ -340,6 +393,7 @@ def create_schedule(ws: Workspace, pipeline: Pipeline, *, cron: str | None, inte
 
 
 def get_schedule(ws: Workspace, sid: str) -> Schedule:
+    check_name(sid, "schedule")
     row = ws.db.execute("SELECT * FROM pipeline_schedules WHERE id = ?", (sid,)).fetchone()
     if row is None:
         raise NotFoundError(f"no schedule {sid!r}", "see `opml pipeline schedule list`")

@@ -81,7 +81,8 @@ class Executor:
 
     def execute(self) -> str:
         run_id = self.run.id
-        registry.update_run(self.ws, run_id, status="Running", started_at=now_iso(), runner_pid=os.getpid())
+        registry.update_run(self.ws, run_id, status="Running", started_at=now_iso(), runner_pid=os.getpid(),
+                            runner_ticks=processes.start_ticks(os.getpid()))
         log(f"run {run_id} of {self.pipeline.ref} started; parameters {json.dumps(self.run.parameters)}")
         t0 = time.monotonic()
         canceled = False

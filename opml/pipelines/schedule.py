@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opml.errors import OpmlError
+from opml.naming import check_name
 from opml.pipelines import registry
 from opml.pipelines.registry import Schedule
 from opml.pipelines.spec import resolve_parameters
@@ -130,7 +131,10 @@ def recurrence(cron: str | None, every: str | None) -> tuple[str | None, float |
 
 def create(ws: Workspace, ref: str, *, cron: str | None, interval_s: float | None, params: dict[str, Any],
            experiment: str | None) -> Schedule:
-    """Schedule pipeline `ref` (a checked `recurrence`); its parameters are validated now, not at the first fire."""
+    """Schedule pipeline `ref` (a checked `recurrence`); its parameters and experiment name are validated now,
+    not at the first fire."""
+    if experiment is not None:
+        check_name(experiment, "experiment")
     pipeline = registry.get_pipeline(ws, ref)
     values = resolve_parameters(pipeline.spec, params, strict=False)
     now = time.time()

@@ -1,9 +1,9 @@
 """The control-plane process: `python -m opml.pipelines.server --workspace ROOT --port P`.
 
 On start it marks runs left Running by a crash as Failed (with the reason), then serves the published
-pipelines' REST API on 127.0.0.1 and runs the scheduler (a thread ticking twice a second; fires
-missed while it was down are coalesced into one catch-up run). Runs it starts are detached: they
-survive a control-plane restart.
+pipelines' REST API on 127.0.0.1 and runs the scheduler (a thread ticking twice a second: each tick marks
+runs whose executor died Failed, then fires due schedules; fires missed while it was down are coalesced
+into one catch-up run). Runs it starts are detached: they survive a control-plane restart.
 """
 
 from __future__ import annotations
@@ -57,13 +57,20 @@ class Scheduler(threading.Thread):
             service.start(ws, run)
             return run.id
 
+        def sweep() -> None:  # runs whose executor died: Failed, with the reason
+            service.sweep(ws, log=log)
+
+        def fire_due() -> None:
+            schedule.tick(ws, time.time(), is_active=lambda rid: service.is_active(ws, rid), fire=fire, log=log)
+
         while not self.stopping.wait(TICK_S):
-            try:
-                schedule.tick(ws, time.time(), is_active=lambda rid: service.is_active(ws, rid), fire=fire, log=log)
-            except OpmlError as exc:
-                log(f"scheduler: {exc.line()}")
-            except Exception as exc:  # keep scheduling whatever one tick hit
-                log(f"scheduler error: {type(exc).__name__}: {exc}")
+            for job in (sweep, fire_due):
+                try:
+                    job()
+                except OpmlError as exc:
+                    log(f"scheduler: {exc.line()}")
+                except Exception as exc:  # keep sweeping and scheduling whatever one tick hit
+                    log(f"scheduler error: {type(exc).__name__}: {exc}")
             with self.lock:
                 self.children = [p for p in self.children if p.poll() is None]
 
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ws = Workspace.open(args.workspace)
     log(f"control plane starting (pid {os.getpid()})")
-    service.recover(ws, log=log)
+    service.sweep(ws, log=log)
     scheduler = Scheduler(args.workspace)
     url = f"http://{args.host}:{args.port}"
 

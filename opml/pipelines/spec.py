@@ -1,5 +1,8 @@
 """Pipeline definitions: YAML -> validated models, DAG checks, ${param} substitution with type checks.
 
+Names (pipeline, datasets, models, endpoints, experiments) follow the one name rule (opml.naming). Settings
+that name code or files (FIXED) cannot take a parameter, so no caller of a published pipeline chooses what
+runs; a dataset URL may take one only where the definition lists `allowed_url_hosts`.
 Kept import-light (pydantic, yaml): the control plane validates triggers with it on the request path.
 """
 
@@ -7,17 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from opml.config import known_metric, known_models
 from opml.errors import ConfigError, OpmlError
+from opml.naming import check_name
 
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 STEP_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 PARAM_RE = re.compile(r"\$\{([^}]*)\}")
 STEP_TYPES = ("dataset", "automl", "register", "deploy", "script")
@@ -33,6 +38,24 @@ INPUTS: dict[str, tuple[str, ...]] = {"dataset": (), "automl": ("dataset",), "re
                                       "deploy": ("model",)}
 REQUIRED_INPUTS: dict[str, tuple[str, ...]] = {"register": ("model",), "deploy": ("model",)}
 PARAM_TYPES = ("int", "float", "string", "bool")
+INT64 = (-(2**63), 2**63 - 1)  # the range of an int parameter
+# Settings that name code or files: written in the definition, never taken from a parameter.
+FIXED: dict[str, tuple[str, ...]] = {"script": ("script",), "dataset": ("path",), "automl": ("config",)}
+MAX_CONCURRENT_RUNS = 4  # default cap on the active runs of one published pipeline (REST triggers beyond: 429)
+
+
+def _name_rule(kind: str):
+    """A pydantic validator applying opml.naming.check_name to an optional name of `kind`."""
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_name(value, kind)
+        except OpmlError as exc:
+            raise ValueError(exc.line()) from None
+
+    return AfterValidator(check)
 
 
 class _Strict(BaseModel):
@@ -56,10 +79,13 @@ class Step(_Strict):
 
 
 class PipelineSpec(_Strict):
-    name: str = Field(pattern=NAME)
+    name: Annotated[str, _name_rule("pipeline")]
     description: str = ""
     parameters: list[Parameter] = []
     steps: list[Step] = Field(min_length=1)
+    # hosts a dataset step's `url` may name when it takes a parameter (every url is checked once this is set)
+    allowed_url_hosts: list[Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:\[\]-]+$")]] = []
+    max_concurrent_runs: int = Field(default=MAX_CONCURRENT_RUNS, ge=1, le=1000)
 
     def param(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -71,14 +97,18 @@ class PipelineSpec(_Strict):
         return tuple(step.outputs) if step.type == "script" else OUTPUTS[step.type]
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        doc = self.model_dump(mode="json")
+        for key in ("allowed_url_hosts", "max_concurrent_runs"):  # at their defaults: the digest they had before
+            if doc[key] == type(self).model_fields[key].get_default(call_default_factory=True):
+                del doc[key]
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 # ---- step settings, per type (validated after substitution) ----------------------
 
 
 class DatasetSettings(_Strict):
-    name: str | None = Field(default=None, pattern=NAME)
+    name: Annotated[str | None, _name_rule("dataset")] = None
     path: str | None = None
     url: str | None = None
     sha256: str | None = None
@@ -88,11 +118,11 @@ class DatasetSettings(_Strict):
 
 class AutoMLStepSettings(_Strict):
     config: str | None = None  # an automl.yaml other than <configs>/automl.yaml
-    experiment: str | None = None  # default: the pipeline run's experiment
+    experiment: Annotated[str | None, _name_rule("experiment")] = None  # default: the pipeline run's experiment
     time_budget: float | None = Field(default=None, gt=0)
     max_trials: int | None = Field(default=None, ge=1)
     primary_metric: str | None = None
-    model_name: str | None = Field(default=None, pattern=NAME)
+    model_name: Annotated[str | None, _name_rule("model")] = None
     n_cross_validations: int | None = Field(default=None, ge=2, le=20)
     allowed_models: list[str] | None = None
     blocked_models: list[str] | None = None
@@ -113,7 +143,7 @@ class RegisterSettings(_Strict):
 
 
 class DeploySettings(_Strict):
-    name: str | None = Field(default=None, pattern=NAME)
+    name: Annotated[str | None, _name_rule("endpoint")] = None
     port: int | None = Field(default=None, ge=0, le=65535)
     auth_enabled: bool | None = None
     workers: int | None = Field(default=None, ge=1, le=32)
@@ -181,8 +211,9 @@ def resolve_scripts(spec: PipelineSpec, base: Path) -> PipelineSpec:
     """Make script paths absolute (relative to the pipeline file) so runs do not depend on the cwd."""
     steps = []
     for s in spec.steps:
+        check_fixed(spec, s)
         script = s.settings.get("script") if s.type == "script" else None
-        if isinstance(script, str) and "${" not in script:
+        if isinstance(script, str):
             p = Path(script).expanduser()
             p = p if p.is_absolute() else (base / p).resolve()
             if not p.is_file():
@@ -190,6 +221,34 @@ def resolve_scripts(spec: PipelineSpec, base: Path) -> PipelineSpec:
             s = s.model_copy(update={"settings": s.settings | {"script": str(p)}})
         steps.append(s)
     return spec.model_copy(update={"steps": steps})
+
+
+def check_fixed(spec: PipelineSpec, step: Step) -> None:
+    """Refuse a parameter in a setting that names code or files, and a parameterised URL without allowed hosts."""
+    for key in FIXED.get(step.type, ()):
+        if _params_used(step.settings.get(key)):
+            raise OpmlError(f"step {step.name!r}: setting {key!r} cannot take a parameter (it names code or a file)",
+                            "write the path itself in the pipeline file")
+    if step.type == "dataset" and _params_used(step.settings.get("url")) and not spec.allowed_url_hosts:
+        raise OpmlError(f"step {step.name!r}: setting 'url' takes a parameter only when allowed_url_hosts lists the "
+                        "hosts", "add allowed_url_hosts: [HOST, ...] to the pipeline file, or write the URL itself")
+
+
+def check_url(spec: PipelineSpec, url: str) -> str | None:
+    """Why `url` may not be fetched under the definition's allowed_url_hosts (None: it may, or no list is set)."""
+    if not spec.allowed_url_hosts:
+        return None
+    allowed = ", ".join(spec.allowed_url_hosts)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        parts, host = None, ""
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        return f"{url[:200]!r} is not an http(s) URL on a host in allowed_url_hosts ({allowed})"
+    if host.lower() not in {h.lower().strip("[]") for h in spec.allowed_url_hosts}:
+        return f"host {host!r} is not in allowed_url_hosts ({allowed})"
+    return None
 
 
 def validate(spec: PipelineSpec) -> None:
@@ -223,6 +282,7 @@ def validate(spec: PipelineSpec) -> None:
             if out not in spec.outputs_of(spec.step(src)):
                 have = ", ".join(spec.outputs_of(spec.step(src))) or "no outputs"
                 raise OpmlError(f"step {s.name!r}: input {key!r} refers to {ref!r}, but step {src!r} has {have}")
+        check_fixed(spec, s)
         for key in REQUIRED_INPUTS.get(s.type, ()):
             if key not in s.inputs:
                 raise OpmlError(f"step {s.name!r}: a {s.type} step needs input {key!r}",
@@ -277,12 +337,14 @@ class ParameterError(OpmlError):
 def coerce(p: Parameter, value: Any, *, strict: bool) -> Any:
     """Check `value` against the parameter's type. strict: JSON values (REST); else strings from --param."""
     t = p.type
+    if isinstance(value, str) and "\x00" in value:  # no process argument, path or row can carry it
+        raise ParameterError(f"parameter {p.name!r} must not contain NUL characters")
     if not strict and isinstance(value, str):
         try:
             if t == "int":
-                return int(value)
+                return _in_range(p, int(value))
             if t == "float":
-                return float(value)
+                return _in_range(p, float(value))
             if t == "bool":
                 low = value.strip().lower()
                 if low in ("true", "1", "yes", "on"):
@@ -301,7 +363,16 @@ def coerce(p: Parameter, value: Any, *, strict: bool) -> Any:
     )
     if not ok:
         raise ParameterError(f"parameter {p.name!r} must be {_a(t)} (got {json.dumps(value)})")
-    return float(value) if t == "float" else value
+    return _in_range(p, float(value) if t == "float" else value)
+
+
+def _in_range(p: Parameter, value: Any) -> Any:
+    """Integers fit 64 bits and numbers are finite (what opml.db, JSON and the steps can hold)."""
+    if p.type == "int" and not INT64[0] <= value <= INT64[1]:
+        raise ParameterError(f"parameter {p.name!r} must be a 64-bit integer (got {value})")
+    if p.type == "float" and not math.isfinite(value):
+        raise ParameterError(f"parameter {p.name!r} must be a finite number (got {value})")
+    return value
 
 
 def _a(t: str) -> str:
@@ -348,10 +419,13 @@ def substitute(value: Any, params: dict[str, Any]) -> Any:
 
 
 def step_settings(spec: PipelineSpec, step: Step, params: dict[str, Any]) -> _Strict:
+    """The step's settings with `params` substituted, validated (a definition stored before a rule was added
+    is held to it here too, so a run cannot get around it)."""
+    check_fixed(spec, step)
     model = SETTINGS[step.type]
     raw = substitute(step.settings, params)
     try:
-        return model.model_validate(raw)
+        settings = model.model_validate(raw)
     except ValidationError as exc:
         err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
         key = ".".join(str(p) for p in err["loc"]) or "settings"
@@ -362,5 +436,14 @@ def step_settings(spec: PipelineSpec, step: Step, params: dict[str, Any]) -> _St
             raise OpmlError(f"step {step.name!r}: missing setting {key!r}") from None
         used = [p for p in _params_used(step.settings.get(str(err['loc'][0]), "")) if p in params]
         via = f" (from parameter {used[0]!r})" if used else ""
-        raise OpmlError(f"step {step.name!r}: setting {key!r}{via}: {err['msg']} (got {err.get('input')!r})") \
-            from None
+        got = err.get("input")
+        shown = repr(got[:64]) + "..." if isinstance(got, str) and len(got) > 64 else repr(got)
+        raise OpmlError(f"step {step.name!r}: setting {key!r}{via}: "
+                        f"{err['msg'].removeprefix('Value error, ')} (got {shown})") from None
+    url = getattr(settings, "url", None)
+    problem = check_url(spec, url) if isinstance(url, str) else None
+    if problem:
+        used = _params_used(step.settings.get("url"))
+        via = f" (from parameter {used[0]!r})" if used else ""
+        raise OpmlError(f"step {step.name!r}: setting 'url'{via}: {problem}")
+    return settings

@@ -6,11 +6,14 @@ returns the step's outputs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +93,31 @@ def execute(step_type: str, settings: dict[str, Any], inputs: dict[str, Any], ct
 
 def _say(msg: str) -> None:
     print(msg, flush=True)
+
+
+def _copy_output(proc: subprocess.Popen, last: list[str]) -> None:
+    """Copy the script's output into this step's log, keeping its last 20 non-empty lines in `last`."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if line.strip():
+            last[:] = [*last[-19:], line.rstrip()]
+
+
+def _die_with_parent():
+    """A preexec_fn (Linux) asking for SIGKILL when the step process dies, so a script is never left behind."""
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the forked child only calls it
+    return lambda: prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.wait(timeout=5)
 
 
 def _dataset(settings: dict[str, Any], inputs: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
@@ -187,20 +215,24 @@ def _script(settings: dict[str, Any], inputs: dict[str, Any], ctx: StepContext) 
     env |= {f"OPML_INPUT_{k.upper()}": str(v) for k, v in inputs.items()}
     cmd = [sys.executable, str(script), *map(str, settings.get("args") or [])]
     _say(f"$ {' '.join(cmd)}")
+    timeout = settings.get("timeout_seconds")
+    # Its own process group (killed whole at the deadline or when this step stops), and SIGKILLed if this
+    # process dies first.
     proc = subprocess.Popen(cmd, env=env, cwd=ctx.work_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace")
+                            text=True, errors="replace", process_group=0, preexec_fn=_die_with_parent())
     last: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-        if line.strip():
-            last = [*last[-19:], line.rstrip()]
+    copier = threading.Thread(target=_copy_output, args=(proc, last), name="script-output", daemon=True)
+    copier.start()
     try:
-        code = proc.wait(timeout=settings.get("timeout_seconds"))
+        code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        raise OpmlError(f"script {script.name} ran over {settings['timeout_seconds']} s") from None
+        _kill_group(proc)
+        raise OpmlError(f"script {script.name} timed out after {timeout:g} s",
+                        "raise settings.timeout_seconds or make the script faster") from None
+    except BaseException:  # canceled (SIGTERM -> KeyboardInterrupt) or failed: the script goes too
+        _kill_group(proc)
+        raise
+    copier.join(timeout=5)  # the rest of its output (a child that keeps the pipe open is not waited for)
     if code != 0:
         reason = next((ln for ln in reversed(last) if "Error" in ln or "Exception" in ln), last[-1] if last else "")
         raise OpmlError(f"script {script.name} exited with code {code}" + (f": {reason.strip()}" if reason else ""))

@@ -12,7 +12,7 @@ from typing import Any
 
 from opml.errors import NotFoundError
 from opml.pipelines import registry, service
-from opml.pipelines.registry import ACTIVE, FINAL, Run, StepRun
+from opml.pipelines.registry import FINAL, Run, StepRun
 from opml.pipelines.step import run_dir
 from opml.workspace.workspace import Workspace
 
@@ -23,12 +23,13 @@ CANCEL_WAIT_S = 15.0
 
 def follow(ws: Workspace, run_id: str, on_step: Callable[[StepRun, float], None] | None = None, *,
            poll_s: float = FOLLOW_POLL_S) -> Run:
-    """Poll the run until it ends and return it; `on_step(step, seconds since the start of following)` is
-    called each time a step reaches a new status other than NotStarted."""
+    """Poll the run until it ends (or its executor dies: then it is marked Failed) and return it;
+    `on_step(step, seconds since the start of following)` is called each time a step reaches a new status other
+    than NotStarted."""
     seen: dict[str, str] = {}
     t0 = time.monotonic()
     while True:
-        run = registry.get_run(ws, run_id)
+        run = service.read_run(ws, run_id)
         for s in registry.steps_of(ws, run_id):
             if seen.get(s.step) != s.status:
                 seen[s.step] = s.status
@@ -72,20 +73,13 @@ class RunView:
     steps: list[StepRun]
     model: str | None
 
-    def executor_gone(self) -> bool:
-        """The run is still active on record, but the process executing it is gone."""
-        if self.run.status not in ACTIVE or not self.run.runner_pid:
-            return False
-        from opml.pipelines.runner import is_runner
-
-        return not is_runner(self.run.runner_pid, self.run.id)
-
     def to_dict(self) -> dict[str, Any]:
         return self.run.to_dict() | {"model": self.model, "steps": [s.to_dict() for s in self.steps]}
 
 
 def describe(ws: Workspace, run_id: str) -> RunView:
-    run = registry.get_run(ws, run_id)
+    """The run (settled: a run whose executor died is marked Failed first), its steps and model."""
+    run = service.read_run(ws, run_id)
     steps = registry.steps_of(ws, run_id)
     model = next((s.outputs.get("model") for s in reversed(steps) if s.outputs.get("model")), None)
     return RunView(run, steps, model)

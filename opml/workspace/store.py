@@ -161,6 +161,17 @@ MIGRATIONS: list[str] = [
         created_at   TEXT NOT NULL
     );
     """,
+    # 5: a pipeline run's executor is recorded as pid + start time (opml.processes.start_ticks), so a recycled
+    #    pid is not taken for it
+    """
+    ALTER TABLE pipeline_runs ADD COLUMN runner_ticks INTEGER;
+    """,
+    # 6: an AutoML run's process (host, pid, start time), so a read can tell a run whose process died
+    """
+    ALTER TABLE automl_runs ADD COLUMN owner_host TEXT;
+    ALTER TABLE automl_runs ADD COLUMN owner_pid INTEGER;
+    ALTER TABLE automl_runs ADD COLUMN owner_start INTEGER;
+    """,
 ]
 
 BUSY_TIMEOUT_MS = 30_000
