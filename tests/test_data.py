@@ -6,6 +6,7 @@ import json
 import shutil
 import socket
 import threading
+import time
 import typing
 from collections.abc import Iterator
 from functools import partial
@@ -252,3 +253,97 @@ def test_reference_dataset_prefers_env_then_shared_dir(tmp_path, monkeypatch, sm
     monkeypatch.setenv("OPML_TEST_DATA", str(tmp_path / "gone.csv"))
     assert reference_csv(repo, cache_dir=tmp_path / "c", url=url, sha256=sha) == shared
     assert CountingHandler.hits == []
+
+
+# ---- every way a download can fail is one line, and leaves nothing in cache/downloads ----------------
+
+
+class FaultyHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder (listings included); /boom answers 500, /slow.csv never answers."""
+
+    def do_GET(self):
+        if self.path == "/boom":
+            self.send_error(500, "boom")
+        elif self.path == "/slow.csv":
+            time.sleep(5)
+        else:
+            super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def faulty_http(tmp_path) -> Iterator[str]:
+    root = tmp_path / "www-faulty"
+    (root / "folder").mkdir(parents=True)
+    (root / "notes.txt").write_text("just one line of text\n")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(FaultyHandler, directory=str(root)))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/..", "CSV"),  # the probe: a directory listing whose URL ends in '..' (was an OSError traceback)
+        ("/", "CSV"),
+        ("/folder/", "CSV"),
+        ("/notes.txt", "does not look like CSV"),
+        ("/missing.csv", "HTTP 404"),
+        ("/boom", "HTTP 500"),
+    ],
+)
+def test_bad_downloads_are_one_line_and_leave_no_download(cli, workspace, faulty_http, path, expected):
+    url = faulty_http + path
+    line = cli.fails("data", "register", "--url", url, "--name", "x", "--label", "response")
+    assert expected in line and url in line, line
+    assert "Traceback" not in line and str(workspace.cache_dir) not in line
+    assert list_datasets(workspace) == []
+    downloads = workspace.cache_dir / "downloads"
+    assert not downloads.exists() or not any(downloads.iterdir()), list(downloads.rglob("*"))
+
+
+def test_connection_refused_and_timeout_are_one_line(cli, workspace, faulty_http, monkeypatch):
+    from opml.data import source
+
+    line = cli.fails("data", "register", "--url", f"http://127.0.0.1:{closed_port()}/d.csv", "--name", "x",
+                     "--label", "response")
+    assert "unreachable (connection refused)" in line and "OPML_DATA" in line, line
+    monkeypatch.setattr(source, "TIMEOUT", (2, 0.5))
+    line = cli.fails("data", "register", "--url", f"{faulty_http}/slow.csv", "--name", "x", "--label", "response")
+    assert "timed out" in line, line
+    downloads = workspace.cache_dir / "downloads"
+    assert not downloads.exists() or not any(downloads.iterdir())
+
+
+def test_a_download_that_registers_stays_cached_under_a_safe_name(cli, workspace, small_http):
+    url, sha = small_http
+    ds = register_json(cli, "--url", url, "--name", "small", "--label", "response")
+    assert ds["sha256"] == sha
+    kept = [p for p in (workspace.cache_dir / "downloads").rglob("*") if p.is_file()]
+    assert [p.name for p in kept] == ["bankmarketing_train.csv"] and sha256_file(kept[0]) == sha
+    # a later failure with the same URL (wrong label) keeps what an earlier registration verified
+    assert "label column 'nope' not found" in cli.fails("data", "register", "--url", url, "--name", "small2",
+                                                        "--label", "nope")
+    assert [p for p in (workspace.cache_dir / "downloads").rglob("*") if p.is_file()] == kept
+
+
+def test_unreadable_paths_are_one_line(cli, workspace, tmp_path):
+    line = cli.fails("data", "register", "--path", str(tmp_path / ("a" * 300)), "--label", "y")
+    assert "cannot read" in line and "name too long" in line, line
+    folder = tmp_path / "f"
+    folder.mkdir()
+    assert "is not a file" in cli.fails("data", "register", "--path", str(folder), "--label", "y")

@@ -15,25 +15,29 @@ if TYPE_CHECKING:
 FIX_CSV = "pass a comma-separated file whose first line names the columns"
 
 
-def read_csv(path: Path) -> pd.DataFrame:
-    """Load a CSV file, turning every way it can be wrong into a one-line DataError."""
+def read_csv(path: Path, shown: str | Path | None = None) -> pd.DataFrame:
+    """Load a CSV file, turning every way it can be wrong into a one-line DataError that names `shown` (else `path`)."""
     import pandas as pd
 
+    file, path = path, shown or path
     try:
-        head = path.read_bytes()[:8192]
+        with file.open("rb") as fh:
+            head = fh.read(8192)
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not head.strip():
         raise DataError(f"{path} is empty", FIX_CSV)
     if b"\0" in head:
         raise DataError(f"{path} is not a CSV text file (binary content)", FIX_CSV)
     try:
-        df = pd.read_csv(path, low_memory=False)
+        df = pd.read_csv(file, low_memory=False)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path} is not valid CSV ({first})", FIX_CSV) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty", FIX_CSV) from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     if df.shape[1] < 2:
         raise DataError(f"{path} does not look like CSV: found a single column", FIX_CSV)
     if df.shape[0] == 0:
@@ -45,7 +49,7 @@ def read_csv(path: Path) -> pd.DataFrame:
     return df
 
 
-def check_label(df: pd.DataFrame, label: str, path: Path) -> None:
+def check_label(df: pd.DataFrame, label: str, path: str | Path) -> None:
     if label not in df.columns:
         cols = ", ".join(map(str, df.columns[:30]))
         raise DataError(

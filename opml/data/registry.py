@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sqlite3
 from dataclasses import asdict, dataclass
@@ -14,10 +13,9 @@ from typing import Any
 from opml.data.profile import check_label, profile, read_csv
 from opml.data.source import sha256_file
 from opml.errors import DataError, NotFoundError, OpmlError
+from opml.naming import check_name
 from opml.workspace import store
 from opml.workspace.workspace import Workspace, now_iso
-
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -48,22 +46,26 @@ def _row(row: sqlite3.Row) -> Dataset:
     return Dataset(**d)
 
 
-def register(ws: Workspace, name: str, file: Path, *, label: str, source: str | None = None) -> tuple[Dataset, bool]:
+def register(ws: Workspace, name: str, file: Path, *, label: str, source: str | None = None,
+             shown: str | None = None) -> tuple[Dataset, bool]:
     """Validate, profile and store `file` as the next version of `name`.
 
     Returns (dataset, created); `created` is False when identical content is already registered.
-    Nothing is left behind when any step fails.
+    Nothing is left behind when any step fails. Errors name `shown` (e.g. the URL), else `file`.
     """
-    if not NAME_RE.match(name):
-        raise OpmlError(f"invalid dataset name {name!r}", "use letters, digits, '.', '_' or '-'")
-    digest = sha256_file(file)
+    check_name(name, "dataset")  # it names a folder under datasets/
+    where = shown or file
+    try:
+        digest = sha256_file(file)
+    except OSError as exc:
+        raise DataError(f"cannot read {where}: {exc.strerror or exc}", "check --path or OPML_DATA") from None
     existing = _by_hash(ws, name, digest)
     if existing:
         return existing, False
-    df = read_csv(file)
-    check_label(df, label, file)
+    df = read_csv(file, where)
+    check_label(df, label, where)
     if df[label].nunique(dropna=True) < 1:
-        raise DataError(f"label column {label!r} in {file} has no values", "fill the label column")
+        raise DataError(f"label column {label!r} in {where} has no values", "fill the label column")
     prof = profile(df, label) | {"sha256": digest, "bytes": file.stat().st_size}
 
     target = ws.datasets_dir / name / f"{digest}.csv"
@@ -74,6 +76,9 @@ def register(ws: Workspace, name: str, file: Path, *, label: str, source: str | 
         try:
             shutil.copyfile(file, tmp)
             os.replace(tmp, target)
+        except OSError as exc:
+            raise DataError(f"cannot store {where} in {target.parent}: {exc.strerror or exc}",
+                            "free some disk space or check the workspace's permissions") from None
         finally:
             tmp.unlink(missing_ok=True)
     try:
@@ -109,9 +114,10 @@ def list_datasets(ws: Workspace) -> list[Dataset]:
     return [_row(r) for r in rows]
 
 
-def parse_ref(ref: str) -> tuple[str, int | None]:
-    """'name' or 'name:version' -> (name, version or None for latest)."""
+def parse_ref(ref: str, kind: str = "dataset") -> tuple[str, int | None]:
+    """'name' or 'name:version' -> (name, version or None for latest); the name must be a valid `kind` name."""
     name, _, version = ref.partition(":")
+    check_name(name, kind)
     if version and not version.isdigit():
         raise OpmlError(f"invalid version in {ref!r}", "write NAME or NAME:VERSION, e.g. bankmarketing:2")
     return name, int(version) if version else None

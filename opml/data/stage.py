@@ -7,7 +7,7 @@ from pathlib import Path
 from opml.config import DatasetSpec
 from opml.data.registry import Dataset, register
 from opml.data.resolve import resolve_source
-from opml.data.source import download, local_file
+from opml.data.source import downloaded, local_file
 from opml.errors import OpmlError
 from opml.workspace.workspace import Workspace
 
@@ -37,5 +37,6 @@ def register_dataset(
         return register(ws, name, file, label=label, source=str(file.absolute()))
     if not source.url:
         raise OpmlError("no data source given", "pass --path or --url, set OPML_DATA, or set dataset.url")
-    file = download(source.url, ws.cache_dir, source.sha256, progress=progress)
-    return register(ws, name, Path(file), label=label, source=source.url)
+    # a registration that fails leaves no download behind (one an earlier registration verified stays cached)
+    with downloaded(source.url, ws.cache_dir, source.sha256, progress=progress) as file:
+        return register(ws, name, Path(file), label=label, source=source.url, shown=source.url)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import re
 import signal
 import sys
 import threading
@@ -36,6 +37,8 @@ ASSETS_PACKAGE = "flask_swagger_ui"  # PyPI flask-swagger-ui: swagger-ui's dist/
 ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "index.css")
 PROXIED = ("/", "/score", "/metrics")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+# Host: host[:port], host a name, an IPv4 address or a bracketed IPv6 address (RFC 9110 7.2); nothing else
+_HOST = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
@@ -208,8 +211,10 @@ class SwaggerUIApp:
         t0 = time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         method, path = scope["method"], scope["path"]
-        origin = self._origin(headers.get("host"))
-        if origin is None:
+        origin = self._origin(scope["headers"])
+        if origin == 400:
+            status = await _send(send, 400, error("bad Host header; send one host[:port]: 127.0.0.1 or localhost"))
+        elif origin == 403:
             status = await _send(send, 403, error("this server answers only on 127.0.0.1 / localhost"))
         elif path == "/" and method == "GET" and _navigating(headers):
             status = await _send(send, 307, b"", extra=[(b"location", b"/docs")])
@@ -231,11 +236,21 @@ class SwaggerUIApp:
             ms = (time.perf_counter() - t0) * 1000
             print(f"{method} {path} -> {status} ({ms:.0f} ms)", file=sys.stderr, flush=True)
 
-    def _origin(self, host: str | None) -> str | None:
-        if not host:
+    def _origin(self, raw_headers: list[tuple[bytes, bytes]]) -> str | int:
+        """This server's origin as the client named it, rebuilt from a strictly parsed Host header (never the
+        header's text); 400 for a malformed or repeated Host, 403 for a host that is not this machine's loopback.
+        """
+        hosts = [v for k, v in raw_headers if k.lower() == b"host"]
+        if not hosts:
             return f"http://127.0.0.1:{self.port}"
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        return f"http://{host}" if name.lower() in LOCAL_HOSTS else None
+        match = _HOST.fullmatch(hosts[0].decode("latin-1")) if len(hosts) == 1 else None
+        port = int(match["port"]) if match and match["port"] else None
+        if match is None or (port is not None and not 0 < port < 65536):
+            return 400
+        name = match["host"].lower()
+        if name not in LOCAL_HOSTS:
+            return 403
+        return f"http://{name}" + (f":{port}" if port is not None else "")
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> int:
         import requests

@@ -14,6 +14,7 @@ from typing import Any
 
 from opml.data.registry import parse_ref
 from opml.errors import NotFoundError
+from opml.naming import check_name
 from opml.training.tracking import uri_to_path
 from opml.workspace import store
 from opml.workspace.workspace import Workspace, now_iso
@@ -61,6 +62,7 @@ def requirements() -> list[str]:
 def log_and_register(ws: Workspace, client: Any, *, name: str, model: Any, child_run: str, run_id: str,
                      sample: Any, pipeline: str, metrics: dict[str, Any], info: dict[str, Any]) -> RegisteredModel:
     """Log `model` in MLflow format under the candidate's run and register it as a new version of `name`."""
+    check_name(name, "model")
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -97,7 +99,7 @@ def list_models(ws: Workspace) -> list[RegisteredModel]:
 
 
 def get_model(ws: Workspace, ref: str) -> RegisteredModel:
-    name, version = parse_ref(ref)
+    name, version = parse_ref(ref, "model")
     if version is None:
         row = ws.db.execute("SELECT * FROM models WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)).fetchone()
     else:

@@ -16,7 +16,7 @@ def render(summary: dict[str, Any], *, run_id: str, status: str = "Completed", t
     board = summary.get("leaderboard", [])
     if board:
         rows = [[r["rank"], r["pipeline"], *[_f(r["metrics"].get(c)) for c in cols], _cost(r.get("scoring_cost")),
-                 f"{r['duration_s']:.1f}s"] for r in board[:top]]
+                 _secs(r.get("duration_s"))] for r in board[:top]]
         out.append(f"Leaderboard ({len(board)} models, ranked by {primary}; COST: tree leaves scored per row):")
         out.append(table(rows, ["RANK", "PIPELINE", *cols, "COST", "DURATION"]))
         if len(board) > top:
@@ -48,8 +48,8 @@ def render(summary: dict[str, Any], *, run_id: str, status: str = "Completed", t
                          ["#", "FEATURE", "IMPORTANCE"]))
     info = [("run", f"{run_id} ({status})"), ("mlflow run", summary.get("mlflow_run_id", "")),
             ("model", summary.get("model", "")), ("artifacts", summary.get("artifacts_dir", "")),
-            ("duration", f"{summary.get('duration_s', 0):.1f}s")]
-    out.append("\n" + kv(info))
+            ("duration", _secs(summary.get("duration_s", 0)))]
+    out.append("\n" + kv([(k, "-" if v is None else v) for k, v in info]))
     return "\n".join(out)
 
 
@@ -64,6 +64,11 @@ def _selection(sel: dict[str, Any], primary: str) -> str:
             f"{top.get('pipeline')} ({_f(top.get('score'))}), at {ratio:.1f}x less scoring cost "
             f"({_cost(chosen.get('scoring_cost'))} vs {_cost(top.get('scoring_cost'))} leaves); "
             f"model_selection: best picks the top score")
+
+
+def _secs(v: Any) -> str:
+    """Seconds as `12.3s`; `-` when a backend does not report them (Azure ML)."""
+    return f"{v:.1f}s" if isinstance(v, int | float) else "-"
 
 
 def _cost(v: Any) -> str:

@@ -1,16 +1,29 @@
-"""AutoML runs as indexed in opml.db (MLflow holds their child runs and artifacts)."""
+"""AutoML runs as indexed in opml.db (MLflow holds their child runs and artifacts).
+
+A run records the process that runs it (host, pid, start time). Every read here first fails the runs whose
+process is gone (kill -9, a crash, a reboot), in opml.db and in MLflow, so no run stays Running forever.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import socket
 import sqlite3
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from opml.errors import NotFoundError
+from opml.naming import check_name
 from opml.output import plain
+from opml.processes import same_process, start_ticks
 from opml.workspace import store
 from opml.workspace.workspace import Workspace, now_iso
+
+OWNER_COLUMNS = ("owner_host", "owner_pid", "owner_start")
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -35,17 +48,19 @@ class AutoMLRun:
 
 
 def _row(row: sqlite3.Row) -> AutoMLRun:
-    d = dict(row)
+    d = {k: v for k, v in dict(row).items() if k not in OWNER_COLUMNS}
     d["summary"] = json.loads(d["summary"])
     return AutoMLRun(**d)
 
 
 def start_run(ws: Workspace, run_id: str, experiment: str, dataset: str, primary_metric: str) -> None:
+    """Index a new Running run, owned by this process."""
+    pid = os.getpid()
     with store.transaction(ws.db) as db:
         db.execute(
-            "INSERT INTO automl_runs (id, experiment, dataset, status, primary_metric, started_at)"
-            " VALUES (?, ?, ?, 'Running', ?, ?)",
-            (run_id, experiment, dataset, primary_metric, now_iso()),
+            "INSERT INTO automl_runs (id, experiment, dataset, status, primary_metric, started_at, owner_host,"
+            " owner_pid, owner_start) VALUES (?, ?, ?, 'Running', ?, ?, ?, ?, ?)",
+            (run_id, experiment, dataset, primary_metric, now_iso(), socket.gethostname(), pid, start_ticks(pid)),
         )
 
 
@@ -61,8 +76,77 @@ def end_run(ws: Workspace, run_id: str, status: str, *, duration_s: float, trial
         )
 
 
+# ---- runs whose process died -----------------------------------------------------------------------
+
+
+def owner_gone(row: sqlite3.Row | dict[str, Any]) -> str | None:
+    """Why a Running run's process is gone, or None while it runs (or runs on another host: not ours to judge)."""
+    pid, host = row["owner_pid"], row["owner_host"]
+    if pid is None or host != socket.gethostname():
+        return None  # indexed by an older opml, or run elsewhere
+    if same_process(pid, row["owner_start"]):
+        return None
+    return f"its process {pid} died before the run ended (killed or crashed?)"
+
+
+def reap_dead_runs(ws: Workspace) -> list[str]:
+    """Fail every Running run whose process is gone; returns their ids. Cheap when there are none."""
+    rows = ws.db.execute(f"SELECT id, {', '.join(OWNER_COLUMNS)} FROM automl_runs WHERE status = 'Running'")
+    failed = []
+    for row in rows.fetchall():
+        reason = owner_gone(row)
+        if reason is not None and fail_dead_run(ws, row["id"], reason):
+            failed.append(row["id"])
+    return failed
+
+
+def fail_dead_run(ws: Workspace, run_id: str, reason: str) -> bool:
+    """Mark Running run `run_id` Failed with `reason` and end its MLflow run (and open child runs) as FAILED.
+
+    For callers that know the run's process died (a pipeline executor's reaper). Returns False when the run
+    is not Running (already ended, or unknown).
+    """
+    row = ws.db.execute("SELECT experiment, started_at, summary FROM automl_runs WHERE id = ? AND status = 'Running'",
+                        (run_id,)).fetchone()
+    if row is None:
+        return False
+    summary = json.loads(row["summary"] or "{}")
+    error = reason
+    if _RUN_ID.fullmatch(run_id):
+        from opml.training.tracking import fail_orphaned_run
+
+        try:
+            parent = fail_orphaned_run(ws, row["experiment"], run_id, reason)
+        except Exception as exc:  # the tracking store itself may be what broke: the run is failed all the same
+            error += f"; its MLflow run could not be ended ({type(exc).__name__}: {exc})"
+        else:
+            if parent:
+                summary.setdefault("mlflow_run_id", parent)
+    with store.transaction(ws.db) as db:
+        cur = db.execute(
+            "UPDATE automl_runs SET status = 'Failed', ended_at = ?, duration_s = ?, error = ?, summary = ?"
+            " WHERE id = ? AND status = 'Running'",
+            (now_iso(), _since(row["started_at"]), error, json.dumps(summary), run_id),
+        )
+    return cur.rowcount == 1
+
+
+def _since(started_at: str) -> float | None:
+    try:
+        started = datetime.fromisoformat(started_at)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, round((datetime.now(started.tzinfo) - started).total_seconds(), 3))
+
+
+# ---- reads (each fails dead runs first) ---------------------------------------------------------------
+
 
 def list_runs(ws: Workspace, experiment: str | None = None) -> list[AutoMLRun]:
+    """Newest first; only `experiment`'s runs when it is given."""
+    if experiment is not None:
+        check_name(experiment, "experiment")
+    reap_dead_runs(ws)
     if experiment:
         rows = ws.db.execute("SELECT * FROM automl_runs WHERE experiment = ? ORDER BY started_at DESC, rowid DESC",
                              (experiment,))
@@ -73,6 +157,7 @@ def list_runs(ws: Workspace, experiment: str | None = None) -> list[AutoMLRun]:
 
 def get_run(ws: Workspace, run_id: str) -> AutoMLRun:
     """By opml run id (AutoML_...) or by the MLflow parent run id."""
+    reap_dead_runs(ws)
     row = ws.db.execute("SELECT * FROM automl_runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         row = ws.db.execute("SELECT * FROM automl_runs WHERE json_extract(summary, '$.mlflow_run_id') = ?",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import re
 import threading
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from opml.errors import OpmlError
+from opml.naming import check_name
 from opml.output import plain
 from opml.workspace.workspace import Workspace
 
@@ -45,8 +45,7 @@ def experiment_id(client: Any, ws: Workspace, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "experiment"
-    location = (ws.artifacts_dir / slug).as_uri()
+    location = (ws.artifacts_dir / check_name(name, "experiment")).as_uri()  # a new folder: a checked name only
     try:
         return client.create_experiment(name, artifact_location=location)
     except Exception:  # created concurrently by another process
@@ -54,6 +53,29 @@ def experiment_id(client: Any, ws: Workspace, name: str) -> str:
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def fail_orphaned_run(ws: Workspace, experiment: str, run_id: str, error: str) -> str | None:
+    """End the MLflow parent run of opml run `run_id`, and its child runs still open, as FAILED now.
+
+    For a run whose process died: nothing else will end them. Returns the parent's MLflow id, or None
+    when the run never reached MLflow. `run_id` must be a plain id (it goes into a search filter).
+    """
+    client = setup(ws)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    ids = [exp.experiment_id]
+    parents = client.search_runs(ids, f"tags.`opml.run_id` = '{run_id}'", max_results=10)
+    now = int(time.time() * 1000)
+    for parent in parents:
+        children = client.search_runs(ids, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+                                           " and attributes.status = 'RUNNING'", max_results=10_000)
+        for run in (*children, parent):
+            if run.info.status in ("RUNNING", "SCHEDULED"):
+                client.set_tag(run.info.run_id, "opml.error", error[:5000])
+                client.set_terminated(run.info.run_id, "FAILED", end_time=now)
+    return parents[0].info.run_id if parents else None
 
 
 def uri_to_path(uri: str) -> Path:

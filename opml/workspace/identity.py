@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from opml.errors import AuthError, NotFoundError, OpmlError
+from opml.naming import check_name
 from opml.workspace import store
 from opml.workspace.workspace import Workspace, now_iso
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_TOKEN_TTL = 3600
 # scrypt cost: ~30 ms per check here; slows guessing without slowing the CLI.
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
@@ -46,11 +46,7 @@ def _hash(secret: str, salt: bytes) -> bytes:
 
 
 def create_principal(ws: Workspace, name: str) -> Credentials:
-    if not NAME_RE.match(name):
-        raise OpmlError(
-            f"invalid service principal name {name!r}",
-            "use letters, digits, '.', '_' or '-' (at most 64 characters)",
-        )
+    check_name(name, "service principal")
     client_id = str(uuid.uuid4())
     secret = secrets.token_urlsafe(32)
     salt = secrets.token_bytes(16)
@@ -76,6 +72,7 @@ def list_principals(ws: Workspace) -> list[ServicePrincipal]:
 
 
 def delete_principal(ws: Workspace, name: str) -> ServicePrincipal:
+    check_name(name, "service principal")
     with store.transaction(ws.db) as db:
         row = db.execute(
             "SELECT name, client_id, created_at FROM identities WHERE name = ?", (name,)
