@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from opml.errors import ConfigError, OpmlError
 from opml.names import ALGORITHMS, PRIMARY_METRICS
+from opml.naming import RULE, check_name, is_name
 
-BACKENDS = ("local",)
+BACKENDS = ("local", "azureml")
 DEFAULT_CONFIGS = "configs"
 
 
@@ -25,11 +27,25 @@ class LocalWorkspace(_Strict):
     path: str = ".opml"
 
 
+class AzureMLWorkspace(_Strict):
+    """The `azureml:` section of workspace.yaml: which Azure ML workspace the azureml backend drives."""
+
+    subscription_id: str = Field(min_length=1)
+    resource_group: str = Field(min_length=1)
+    workspace_name: str = Field(min_length=1)
+    tenant_id: str | None = None  # with OPML_CLIENT_ID / OPML_CLIENT_SECRET: service-principal auth
+    compute: str = Field(default="cpu-cluster", pattern=r"^[A-Za-z][A-Za-z0-9-]{1,31}$")  # AmlCompute cluster
+    instance_type: str = "Standard_DS3_v2"  # managed online deployments
+    location: str | None = None  # where a new compute or endpoint goes (default: the workspace's)
+    poll_seconds: float = Field(default=10.0, gt=0)  # how often `opml train` asks Azure how its job is doing
+
+
 class WorkspaceConfig(_Strict):
     """configs/workspace.yaml"""
 
     backend: str = "local"
     local: LocalWorkspace = LocalWorkspace()
+    azureml: AzureMLWorkspace | None = None
 
     @field_validator("backend")
     @classmethod
@@ -39,14 +55,27 @@ class WorkspaceConfig(_Strict):
         return v
 
 
+def named(kind: str) -> Callable[[Any], Any]:
+    """Field validator: the one name rule (opml.naming) for a `kind` name (None: not set)."""
+
+    def check(v: Any) -> Any:
+        if v is not None and not is_name(v):
+            raise ValueError(f"invalid {kind} name; use {RULE}")
+        return v
+
+    return check
+
+
 class DatasetSpec(_Strict):
     """The `dataset:` section of automl.yaml: where the training data comes from."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str
     url: str | None = None
     path: str | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     label_column: str
+
+    _name = field_validator("name")(named("dataset"))
 
     @field_validator("url")
     @classmethod
@@ -80,7 +109,7 @@ class AutoMLSettings(_Strict):
 
     task: Literal["classification"] = "classification"
     experiment_name: str = "bankmarketing-automl"
-    model_name: str = Field(default="bankmarketing-automl", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    model_name: str = "bankmarketing-automl"
     primary_metric: str = "AUC_weighted"
     label_column_name: str | None = None
     n_cross_validations: int | None = Field(default=None, ge=2, le=20)
@@ -107,6 +136,8 @@ class AutoMLSettings(_Strict):
 
     _known_metric = field_validator("primary_metric")(known_metric)
     _known_models = field_validator("allowed_models", "blocked_models")(known_models)
+    _experiment_name = field_validator("experiment_name")(named("experiment"))
+    _model_name = field_validator("model_name")(named("model"))
 
     @field_validator("decision_threshold")
     @classmethod
@@ -153,8 +184,11 @@ class AutoMLSettings(_Strict):
         """These settings with overrides from the CLI or a pipeline step, validated like the file.
 
         Keys are automl.yaml's, or time_budget / experiment for experiment_timeout_seconds / experiment_name.
-        A bad budget or trial count is an OpmlError; any other bad value raises pydantic's ValidationError.
+        A bad budget, trial count or name is an OpmlError; any other bad value raises pydantic's ValidationError.
         """
+        for key, kind in (("experiment", "experiment"), ("experiment_name", "experiment"), ("model_name", "model")):
+            if given.get(key) not in (None, ""):
+                check_name(given[key], kind)
         budget, trials = given.get("time_budget"), given.get("max_trials")
         if budget is not None and budget <= 0:
             raise OpmlError(f"time budget must be positive (got {budget:g})", "pass --time-budget SECONDS > 0")
@@ -167,13 +201,15 @@ class AutoMLSettings(_Strict):
 class DeployConfig(_Strict):
     """configs/deploy.yaml: how `opml deploy` runs an endpoint."""
 
-    name: str = Field(default="bankmarketing-endpoint", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str = "bankmarketing-endpoint"
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)  # 0: a free port, kept across redeploys
     auth_enabled: bool = True
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
     workers: int = Field(default=1, ge=1, le=32)
     startup_timeout_seconds: float = Field(default=90.0, gt=0)
+
+    _name = field_validator("name")(named("endpoint"))
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -234,16 +270,40 @@ def _describe(path: Path, model: type[BaseModel], exc: ValidationError) -> str:
 def _allowed_keys(model: type[BaseModel], loc: list[str]) -> list[str]:
     for part in loc:
         field = model.model_fields.get(part)
-        ann = getattr(field, "annotation", None)
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        else:
+        ann = _section(getattr(field, "annotation", None))
+        if ann is None:
             break
+        model = ann
     return list(model.model_fields)
+
+
+def _section(ann: Any) -> type[BaseModel] | None:
+    """The model of a nested section: `Model` or an optional `Model | None`; None for a plain value."""
+    for candidate in (ann, *get_args(ann)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def workspace_config(cfg_dir: Path) -> WorkspaceConfig:
     return load(cfg_dir / "workspace.yaml", WorkspaceConfig, required=False)
+
+
+def select_backend(cfg_dir: Path, override: str | None = None) -> tuple[str, WorkspaceConfig]:
+    """The backend to use (`--backend` over $OPML_BACKEND over workspace.yaml `backend`) and the workspace config.
+
+    The azureml backend needs the file's `azureml:` section; a missing one is a one-line ConfigError.
+    """
+    cfg = workspace_config(cfg_dir)
+    path = cfg_dir / "workspace.yaml"
+    env = os.environ.get("OPML_BACKEND")
+    chosen, where = (override, "--backend") if override else (env, "OPML_BACKEND") if env else (cfg.backend, path)
+    if chosen not in BACKENDS:  # (the file's own value was checked when it loaded)
+        raise ConfigError(f"{where}: unknown backend {chosen!r}; backends available: {', '.join(BACKENDS)}")
+    if chosen == "azureml" and cfg.azureml is None:
+        raise ConfigError(f"{path}: missing required key 'azureml' (the azureml backend's workspace)",
+                          "add azureml: {subscription_id, resource_group, workspace_name}")
+    return chosen, cfg
 
 
 def deploy_config(cfg_dir: Path) -> DeployConfig:

@@ -74,9 +74,9 @@ def test_missing_dataset_section(tmp_path):
 
 
 def test_unknown_backend_lists_backends(tmp_path):
-    p = write(tmp_path, "workspace.yaml", "backend: azureml\n")
+    p = write(tmp_path, "workspace.yaml", "backend: aws\n")
     msg = error_of(p, WorkspaceConfig)
-    assert "unknown backend 'azureml'" in msg and "backends available: local" in msg
+    assert "unknown backend 'aws'" in msg and "backends available: local, azureml" in msg
 
 
 def test_invalid_yaml_gives_line(tmp_path):

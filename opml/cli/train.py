@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from opml.cli.base import Ctx, OpmlGroup, emit_json, json_option, kv, pass_ctx, table
+from opml.cli.base import Ctx, OpmlGroup, check_name, emit_json, json_option, kv, pass_ctx, table
 
 
 @click.command()
@@ -19,30 +19,44 @@ from opml.cli.base import Ctx, OpmlGroup, emit_json, json_option, kv, pass_ctx, 
 @click.option("--max-trials", type=int, help="Stop after N candidates (reproducible runs).")
 @click.option("--model-selection", type=click.Choice(["one_se", "best"]),
               help="one_se: cheapest to score within 1 standard error of the top score; best: the top score.")
+@click.option("--no-wait", is_flag=True, help="azureml backend: submit the job, print its name and Studio URL, return.")
+@click.option("--dry-run", is_flag=True,
+              help="azureml backend: write the YAML `az ml job create -f` takes under azureml/; send nothing.")
 @json_option
 @pass_ctx
 def train(ctx: Ctx, config_file: Path | None, data: str | None, experiment: str | None,
-          time_budget: float | None, max_trials: int | None, model_selection: str | None, as_json: bool) -> None:
-    """Run an AutoML classification experiment and register the best model."""
-    from opml.training.progress import TrialProgress
-    from opml.training.stage import train as run_train
-    from opml.training.stage import with_overrides
+          time_budget: float | None, max_trials: int | None, model_selection: str | None, no_wait: bool,
+          dry_run: bool, as_json: bool) -> None:
+    """Run an AutoML classification experiment and register the best model.
 
-    settings = with_overrides(ctx.automl(config_file), experiment=experiment, time_budget=time_budget,
-                              max_trials=max_trials, model_selection=model_selection)
-    ws = ctx.workspace()
-    bar = TrialProgress(settings.primary_metric, settings.experiment_timeout_seconds, settings.max_trials)
-    try:
-        result = run_train(ws, settings, data=data, on_trial=bar.update, progress=not as_json)
-    finally:
-        bar.close()
+    On the azureml backend: an AutoML classification job on the configured
+    compute, followed until it ends; the best child's MLflow model is
+    registered as automl.yaml model_name.
+    """
+    if experiment is not None:  # an empty --experiment is an error, not the configured name
+        check_name(experiment, "experiment")
+    settings = ctx.automl(config_file).with_overrides(experiment=experiment, time_budget=time_budget,
+                                                      max_trials=max_trials, model_selection=model_selection)
+    stage = ctx.backend().train
+    if dry_run:
+        from opml.cli.data import print_dry_run
+
+        print_dry_run(stage.dry_run(settings, data=data), as_json)
+        return
+    result = stage.train(settings, data=data, progress=not as_json, no_wait=no_wait)
     if as_json:
-        emit_json({"run_id": result.run_id, "status": "Completed", "dataset": result.dataset.ref,
-                   "model": result.model.ref} | result.summary)
+        emit_json(result.to_dict())
+        return
+    if no_wait:
+        click.echo(kv([("submitted", result.run_id), ("status", result.status), ("dataset", result.dataset),
+                       ("studio", result.extra.get("studio_url"))]))
+        click.echo(f"Follow it with `opml runs show {result.run_id}`.", err=True)
         return
     from opml.training.report import render
 
-    click.echo(render(result.summary, run_id=result.run_id))
+    click.echo(render(result.summary, run_id=result.run_id, status=result.status))
+    if result.extra.get("studio_url"):
+        click.echo(f"studio      {result.extra['studio_url']}")
 
 
 @click.group(cls=OpmlGroup)
@@ -56,16 +70,14 @@ def runs() -> None:
 @pass_ctx
 def runs_list(ctx: Ctx, experiment: str | None, as_json: bool) -> None:
     """List AutoML runs, newest first."""
-    from opml.training.runs import list_runs
-
-    items = list_runs(ctx.workspace(), experiment)
+    items = ctx.backend().train.list_runs(experiment)
     if as_json:
         emit_json([{k: v for k, v in r.to_dict().items() if k != "summary"} for r in items])
     elif not items:
         click.echo("No AutoML runs; start one with `opml train`.")
     else:
         rows = [(r.id, r.experiment, r.status, r.dataset, r.best_pipeline or "-",
-                 f"{r.best_score:.4f}" if r.best_score is not None else "-", r.trials,
+                 f"{r.best_score:.4f}" if r.best_score is not None else "-", r.trials if r.trials is not None else "-",
                  f"{r.duration_s:.0f}s" if r.duration_s else "-", r.started_at) for r in items]
         click.echo(table(rows, ["RUN", "EXPERIMENT", "STATUS", "DATASET", "BEST PIPELINE", "SCORE", "TRIALS",
                                 "DURATION", "STARTED"]))
@@ -77,9 +89,8 @@ def runs_list(ctx: Ctx, experiment: str | None, as_json: bool) -> None:
 @pass_ctx
 def runs_show(ctx: Ctx, run_id: str, as_json: bool) -> None:
     """Show a run: leaderboard, best model, guardrails, threshold, feature importance, artifacts."""
-    from opml.training.runs import get_run
-
-    run = get_run(ctx.workspace(), run_id)
+    backend = ctx.backend()
+    run = backend.train.get_run(run_id)
     if as_json:
         emit_json(run.to_dict())
         return
@@ -88,7 +99,11 @@ def runs_show(ctx: Ctx, run_id: str, as_json: bool) -> None:
     click.echo(f"{run.id}  experiment {run.experiment}  dataset {run.dataset}  started {run.started_at}")
     if run.error:
         click.echo(f"error: {run.error}")
-    click.echo(render(run.summary | {"duration_s": run.duration_s or 0}, run_id=run.id, status=run.status))
+    # A local run still running has no duration yet and shows 0 s; Azure does not report one ("-").
+    duration = (run.duration_s or 0) if backend.name == "local" else run.duration_s
+    click.echo(render(run.summary | {"duration_s": duration}, run_id=run.id, status=run.status))
+    if getattr(run, "studio_url", None):
+        click.echo(f"studio      {run.studio_url}")
 
 
 @click.group(cls=OpmlGroup)
@@ -101,9 +116,7 @@ def models() -> None:
 @pass_ctx
 def models_list(ctx: Ctx, as_json: bool) -> None:
     """List registered models and versions."""
-    from opml.training.models import list_models
-
-    items = list_models(ctx.workspace())
+    items = ctx.backend().train.list_models()
     if as_json:
         emit_json([m.to_dict() for m in items])
     elif not items:
@@ -121,16 +134,15 @@ def models_list(ctx: Ctx, as_json: bool) -> None:
 @pass_ctx
 def models_show(ctx: Ctx, ref: str, as_json: bool) -> None:
     """Show a registered model: pipeline, metrics, threshold, input schema, files."""
-    from opml.training.models import get_model
-
-    m = get_model(ctx.workspace(), ref)
+    m = ctx.backend().train.get_model(ref)
     if as_json:
         emit_json(m.to_dict())
         return
     thr = m.info.get("threshold") or {}
     click.echo(kv([("model", m.ref), ("pipeline", m.pipeline), ("run", m.run_id), ("mlflow run", m.child_run),
                    ("dataset", m.info.get("dataset")), ("classes", ", ".join(m.info.get("classes", []))),
-                   ("decision threshold", thr.get("applied", thr)), ("path", m.path), ("created", m.created_at)]))
+                   ("decision threshold", thr.get("applied", thr) if thr else "-"), ("path", m.path),
+                   ("created", m.created_at)]))
     metrics = sorted((k, v) for k, v in m.metrics.items() if isinstance(v, int | float))
     click.echo("\n" + table([(k, f"{v:.4f}") for k, v in metrics], ["METRIC", "VALUE"]))
     schema = m.info.get("schema") or {}
@@ -148,10 +160,8 @@ def models_show(ctx: Ctx, ref: str, as_json: bool) -> None:
 @pass_ctx
 def predict(ctx: Ctx, model_ref: str | None, data: str, out: str, as_json: bool) -> None:
     """Batch-score a CSV file with a registered model."""
-    from opml.training.predict import predict_csv
-
-    ref = model_ref or ctx.automl().model_name
-    summary = predict_csv(ctx.workspace(), ref, data, out)
+    ref = model_ref if model_ref is not None else ctx.automl().model_name
+    summary = ctx.backend().train.predict(ref, data, out)
     if as_json:
         emit_json(summary)
     else:
