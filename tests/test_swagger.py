@@ -332,6 +332,40 @@ def test_swagger_sh_serves_on_the_given_port(deployed, serve):
     assert code == 0, stderr
 
 
+def test_the_proxy_has_the_server_limits(deployed, serve, tmp_path):
+    """Issue 11 item 8 on the Swagger UI proxy too (opml.asgi.uvicorn_server): slow headers are cut off at the
+    5 s read timeout with a 408, oversized headers get 431, and other clients are served meanwhile."""
+    port = free_port()
+    ui = serve(sys.executable, "-m", "opml", "swagger", "--serve", "--port", str(port), "--out",
+               str(tmp_path / "limits.json"), port=port)
+    slow = socket.create_connection(("127.0.0.1", port), timeout=15)
+    slow.sendall(b"GET /swagger.json HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    t0 = time.monotonic()
+
+    def trickle() -> None:  # a header byte a second, never finishing
+        try:
+            for _ in range(20):
+                time.sleep(1)
+                slow.sendall(b"x")
+        except OSError:
+            pass
+
+    threading.Thread(target=trickle, daemon=True).start()
+    assert requests.get(f"{ui.url}/swagger.json", timeout=5).status_code == 200  # served meanwhile
+    reply = b""
+    while chunk := slow.recv(65536):
+        reply += chunk
+    held = time.monotonic() - t0
+    slow.close()
+    assert 4.5 < held < 6.5, held
+    assert reply.startswith(b"HTTP/1.1 408 ") and b"connection: close" in reply.lower(), reply
+    assert reply.endswith(b'{"error":"request headers not received within 5 s"}'), reply
+    big = requests.get(f"{ui.url}/swagger.json", headers={"X-Big": "a" * 20_000}, timeout=5)
+    assert big.status_code == 431 and big.json() == {"error": "request headers over 16384 bytes"}
+    code, _, stderr = ui.interrupt(signal.SIGINT)
+    assert code == 0 and "Traceback" not in stderr, stderr
+
+
 # ------------------------------------------------------------------------------------------ errors
 
 

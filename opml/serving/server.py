@@ -3,21 +3,25 @@
 The process `opml deploy` starts is a supervisor that serves no request itself. It binds one socket
 (SO_REUSEPORT, so a redeploy can start beside the old process on the same port) and forks `--workers`
 workers that share it: one accept queue, so a connection waiting when a worker dies is taken by another.
-Each worker loads and warms the model after the fork (OpenMP state must not cross a fork, so the
-supervisor never loads the model nor numpy-heavy libraries) and only then serves, so a model that fails
-to load never takes traffic: the socket listens once the first worker is ready.
+Before forking, the supervisor imports what the workers need (numpy, pandas, scikit-learn, the model's
+libraries, opml's scoring code, uvicorn: opml.serving.scorer.preload) but never loads the model nor runs
+any of it, so no OpenMP thread pool or other runtime state exists to cross a fork; the forks share those
+pages. Each worker loads and warms the model after the fork (tens of milliseconds) and only then serves,
+so a model that fails to load never takes traffic: the socket listens once the first worker is ready.
 
-The supervisor restarts a worker that dies at once (one log line each; a worker that dies before it is
-ready is restarted after a growing pause), and keeps the endpoint's state file, the ready file that
-`opml deploy` waits for and `opml endpoint show/list` read: its pid and port, the workers expected,
-ready and starting, and the restarts. Workers stop when the supervisor dies, even by SIGKILL; SIGTERM
-stops them all gracefully and cleans up. Keys are read from the workspace's secrets, never from arguments.
+The supervisor restarts a worker that dies at once (one log line each; the replacement serves about
+0.1 s later; a worker that dies before it is ready is restarted after a growing pause), and keeps the
+endpoint's state file, the ready file that `opml deploy` waits for and `opml endpoint show/list` read:
+its pid and port, the workers expected, ready and starting, and the restarts. Workers stop when the
+supervisor dies, even by SIGKILL; SIGTERM stops them all gracefully and cleans up. Keys are read from
+the workspace's secrets, never from arguments.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import logging
 import logging.config
@@ -32,7 +36,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from opml.asgi import LIMITS, LOG_CONFIG, bind, uvicorn_server
+from opml.asgi import LIMITS, LOG_CONFIG, bind, protocol_class, uvicorn_server
 from opml.files import atomic_write
 
 STOP_TIMEOUT_S = 10.0  # workers still running this long after SIGTERM are killed
@@ -108,6 +112,7 @@ class Supervisor:
         self.failures = 0  # deaths before ready in a row: the restart pause grows with them
         self.due: list[float] = []  # when to fork the replacements that wait out a pause
         self.info: dict = {}  # what the first ready worker reported: inference path, load time
+        self.preload_s = 0.0  # how long the supervisor took to import what the workers need
         self.serving = False  # every first worker became ready: the state file exists
         self.stopping = False
         self.t0 = time.monotonic()
@@ -127,7 +132,8 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._stop)
         code = 0
         try:
-            for _ in range(self.expected):
+            self._preload()
+            for _ in range(0 if self.stopping else self.expected):
                 self._fork()
             pending = b""
             while not self.stopping:
@@ -148,11 +154,33 @@ class Supervisor:
                     self.serving = True
                     self._write_state()
                     log.info("endpoint %s serving %s on http://%s:%d (supervisor pid %d, %d worker(s): %s, loaded in "
-                             "%.1f s)", self.args.name, self.args.model, self.args.host, self.args.port, self.pid,
-                             self.expected, self.info.get("inference"), time.monotonic() - self.t0)
+                             "%.1f s, %.1f s of it imports)", self.args.name, self.args.model, self.args.host,
+                             self.args.port, self.pid, self.expected, self.info.get("inference"),
+                             time.monotonic() - self.t0, self.preload_s)
         finally:
             self._shutdown()
         return code
+
+    def _preload(self) -> None:
+        """Import what the workers need (not the model) once, here: every fork, restarts too, inherits it."""
+        t0 = time.monotonic()
+        try:
+            from opml.serving.scorer import preload
+            from opml.workspace.workspace import Workspace
+
+            ws = Workspace.open(self.args.workspace)
+            try:
+                failed = preload(ws, self.args.model)
+            finally:
+                ws.close()  # no database connection crosses a fork
+            for name in ("uvloop", "uvicorn", "uvicorn.lifespan.off", "uvicorn.protocols.http.httptools_impl"):
+                importlib.import_module(name)
+            protocol_class(LIMITS)
+        except Exception as exc:  # the workers import for themselves, and report what fails
+            failed = [f"{type(exc).__name__}: {exc}"]
+        self.preload_s = time.monotonic() - t0
+        if failed:
+            log.warning("supervisor could not preload %s; the workers import it themselves", ", ".join(failed))
 
     def _stop(self, signum: int, frame: object) -> None:
         self.stopping = True

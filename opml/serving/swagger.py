@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from opml.asgi import Receive, Scope, Send, bind, error, read_body, respond
+from opml.asgi import Receive, Scope, Send, bind, error, read_body, respond, uvicorn_server
 from opml.errors import OpmlError
 from opml.files import atomic_write
 from opml.serving.endpoints import Endpoint, endpoint_keys
@@ -298,17 +298,16 @@ def load_spec(path: Path) -> dict[str, Any]:
 
 
 def serve_ui(ws: Workspace, ep: Endpoint, spec_path: Path, port: int) -> None:
-    """Serve Swagger UI for `ep` on 127.0.0.1:`port` until Ctrl-C or SIGTERM (then return normally)."""
-    import uvicorn
+    """Serve Swagger UI for `ep` on 127.0.0.1:`port` until Ctrl-C or SIGTERM (then return normally).
 
+    The server has the limits of every opml server process (opml.asgi.LIMITS: header size and count, read
+    timeouts, keep-alive, concurrency)."""
     app = SwaggerUIApp(ep, load_spec(spec_path), port)
     if not 1 <= port <= 65535:
         raise OpmlError(f"--port must be between 1 and 65535 (got {port})", "pass --port 9000")
     # no SO_REUSEPORT: a port in use (an endpoint's, another Swagger UI's) is a one-line error
     sock = bind("127.0.0.1", port, reuse_port=False, backlog=128, fix="pick another port with --port")
-    config = uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning", timeout_keep_alive=5,
-                            timeout_graceful_shutdown=3)
-    server = uvicorn.Server(config)
+    server = uvicorn_server(app, log_level="warning", timeout_graceful_shutdown=3)
 
     def stop(signum: int, frame: Any) -> None:  # uvicorn re-raises the signal once it has shut down
         raise KeyboardInterrupt
