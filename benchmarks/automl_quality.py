@@ -13,6 +13,16 @@ standard error for a cheaper model to serve).
     .venv/bin/python benchmarks/automl_quality.py [--budget 120] [--data PATH] [--only opml|flaml]
 
 Targets checked at the end: AUC_weighted >= 0.951, wall <= budget * 1.1, peak RSS < 2 GB.
+
+Two more modes run the whole `opml train` command (fresh workspace each time):
+
+    .venv/bin/python benchmarks/automl_quality.py --budgets 30,60,120   # short budgets: what gets registered
+    .venv/bin/python benchmarks/automl_quality.py --leakage [--budget 120]   # all columns vs --drop-columns duration
+
+--budgets checks, per budget, that the registered model is a tree model or an ensemble within one standard
+error of that run's top score (the model the selection rule chose, refit or delivered as a bag of its fold
+models) and that the wall time stays within budget + 10%. --leakage puts side by side the AUC with all
+columns (the reference's model) and without `duration`, which is known only after the call ends.
 """
 
 from __future__ import annotations
@@ -163,7 +173,7 @@ def run(system: str, data: Path, budget: float) -> dict:
     return out
 
 
-def run_cli(data: Path, budget: float) -> dict:
+def run_cli(data: Path, budget: float, *extra: str) -> dict:
     """The whole `opml train` command (dataset registration, AutoML, MLflow logging, model registration)."""
     import tempfile
 
@@ -172,7 +182,7 @@ def run_cli(data: Path, budget: float) -> dict:
         opml = [sys.executable, "-m", "opml", "--configs", str(REPO / "configs")]
         subprocess.run([*opml, "auth"], env=env, check=True, capture_output=True)
         started = time.monotonic()
-        proc = subprocess.Popen([*opml, "train", "--data", str(data), "--time-budget", str(budget), "--json"],
+        proc = subprocess.Popen([*opml, "train", "--data", str(data), "--time-budget", str(budget), *extra, "--json"],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         out, _ = proc.communicate()
         wall = time.monotonic() - started
@@ -184,8 +194,59 @@ def run_cli(data: Path, budget: float) -> dict:
     # Largest child waited for: the train process (auth is far smaller). Linux reports KiB.
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
     best = summary["best"]
+    thr = summary.get("threshold") or {}
+    board = {r["pipeline"]: r for r in summary["leaderboard"]}
     return {"wall_s": wall, "rss_mb": rss, "best": best["pipeline"], "auc": best["metrics"]["AUC_weighted"],
-            "trials": len(summary["leaderboard"]) + len(summary["failed_trials"]), "selection": summary["selection"]}
+            "accuracy": best["metrics"]["accuracy"], "f1_tuned": (thr.get("tuned") or {}).get("f1"),
+            "trials": len(summary["leaderboard"]) + len(summary["failed_trials"]), "selection": summary["selection"],
+            "calibration": summary.get("calibration") or {},
+            "algorithm": board.get(best["pipeline"], {}).get("algorithm"),
+            "leakage": next((g for g in summary["guardrails"] if g["name"] == "Feature leakage detection"), {})}
+
+
+def short_budgets(data: Path, budgets: list[float]) -> bool:
+    """`opml train --time-budget N` for each N: the registered model, its delivery and the one-SE check."""
+    print(f"Short budgets: `opml train --time-budget N` on {data.name}, {os.cpu_count()} cores, default rule")
+    head = (f"{'budget':>6} {'wall':>6} {'trials':>6}  {'registered model':<40} {'AUC':>6} {'top':>6} {'SE':>6} "
+            f"{'delivery':<9} {'model':<5} {'wall<=+10%':<10}")
+    print(head)
+    ok = True
+    for budget in budgets:
+        r = run_cli(data, budget)
+        sel = r["selection"]
+        floor = sel.get("floor", sel["top"]["score"])
+        tree = r["algorithm"] != "LogisticRegression"
+        passed = tree and r["auc"] >= floor - 1e-12 and not sel.get("below_floor") and "refit_instead" not in sel
+        ok = ok and passed
+        print(f"{budget:>6g} {r['wall_s']:>6.1f} {r['trials']:>6}  {r['best'][:40]:<40} {r['auc']:>6.4f} "
+              f"{sel['top']['score']:>6.4f} {sel.get('standard_error', 0):>6.4f} {sel.get('delivery', '-'):<9} "
+              f"{'PASS' if passed else 'FAIL':<5} {'yes' if r['wall_s'] <= budget * 1.1 else 'no'}")
+        if sel.get("undelivered"):
+            print(f"        not delivered: {sel['undelivered']}")
+    print("model: a tree model or ensemble, within one standard error of the run's top score, the selection rule's "
+          "own choice; wall: the whole command (start-up, data registration, MLflow logging) against budget + 10%")
+    return ok
+
+
+def leakage(data: Path, budget: float) -> None:
+    """The default `opml train` with all columns (as the reference) and with --drop-columns duration, side by side."""
+    runs = [("all columns (default)", run_cli(data, budget)),
+            ("--drop-columns duration", run_cli(data, budget, "--drop-columns", "duration"))]
+    print(f"Leakage: `opml train --time-budget {budget:g}` on {data.name} with and without `duration` (known only "
+          "after the call ends); 5-fold CV of the registered model's candidate")
+    width = 30
+    print(f"{'':<34}" + "".join(f"{name:<{width}}" for name, _ in runs))
+    rows = [("registered model", lambda r: r["best"][:width - 2]),
+            ("AUC_weighted (CV)", lambda r: f"{r['auc']:.4f}"),
+            ("accuracy (argmax, CV)", lambda r: f"{r['accuracy']:.4f}"),
+            ("minority F1 at tuned threshold", lambda r: _fmt(r["f1_tuned"])),
+            ("Brier score (out-of-fold)", lambda r: _fmt(r["calibration"].get("brier"))),
+            ("calibration applied", lambda r: r["calibration"].get("applied") or "no"),
+            ("leakage guardrail", lambda r: r["leakage"].get("status", "-")),
+            ("wall (s)", lambda r: f"{r['wall_s']:.1f}")]
+    for label, get in rows:
+        print(f"{label:<34}" + "".join(f"{get(r):<{width}}" for _, r in runs))
+    print(f"AUC given up without duration: {runs[0][1]['auc'] - runs[1][1]['auc']:.4f}")
 
 
 def _fmt(v, spec: str = ".4f") -> str:
@@ -235,6 +296,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=120.0)
     parser.add_argument("--data", type=Path, help="default: $OPML_TEST_DATA, ../shared/data/, else downloaded once")
     parser.add_argument("--only", choices=["opml", "flaml", "cli"])
+    parser.add_argument("--budgets", help="comma-separated budgets (e.g. 30,60,120): `opml train` at each, checked")
+    parser.add_argument("--leakage", action="store_true", help="AUC with all columns vs --drop-columns duration")
     parser.add_argument("--worker", choices=["opml", "flaml"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.data is None:
@@ -251,6 +314,13 @@ def main() -> None:
         sys.path.insert(0, str(REPO))
         out = worker_opml(args.data, args.budget) if args.worker == "opml" else worker_flaml(args.data, args.budget)
         print(json.dumps(out, default=float))
+        return
+    if args.budgets:
+        ok = short_budgets(args.data, [float(b) for b in args.budgets.split(",")])
+        if not args.leakage:
+            raise SystemExit(0 if ok else 1)
+    if args.leakage:
+        leakage(args.data, args.budget)
         return
     systems = [args.only] if args.only else ["opml", "flaml", "cli"]
     results = []

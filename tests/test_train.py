@@ -60,6 +60,63 @@ def proj_report(trained) -> str:
     return proj.ok("runs", "show", out["run_id"]).stdout
 
 
+def test_train_reports_leakage_calibration_and_delivery(trained):
+    _, out, _ = trained
+    leak = {g["name"]: g for g in out["guardrails"]}["Feature leakage detection"]
+    assert leak["status"] == "alerted" and "duration (AUC 0.8" in leak["details"]
+    assert "post_outcome_columns" in leak["details"]  # configs/automl.yaml lists duration as post-outcome
+    cal = out["calibration"]
+    assert 0.0 < cal["brier"] < 0.1 and set(cal["methods"]) == {"sigmoid", "isotonic"} and cal["reason"]
+    text = proj_report(trained)
+    assert "Leakage: possible target leakage: duration" in text and "--drop-columns duration" in text
+    assert f"Calibration: out-of-fold Brier score {cal['brier']:.4f}" in text
+    art = Path(out["artifacts_dir"])
+    assert (art / "calibration_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((art / "calibration.json").read_text())["brier"] == pytest.approx(cal["brier"])
+    sel = out["selection"]
+    assert sel["delivery"] in ("refit", "fold_bag") and not sel["below_floor"] and "refit_instead" not in sel
+    assert out["settings"]["drop_columns"] == []
+
+
+def test_drop_columns(tmp_path, bank_csv):
+    small = tmp_path / "small.csv"
+    pd.read_csv(bank_csv).sample(3000, random_state=0).to_csv(small, index=False)
+    proj = Project(tmp_path / "p")
+    proj.ok("auth")
+    line = proj.fails("train", "--data", str(small), "--drop-columns", "duration,durration", "--max-trials", "2")
+    assert "column(s) to drop not in the data: 'durration'" in line and "columns are: age, job" in line
+    assert "names the label column 'response'" in proj.fails("train", "--data", str(small), "--drop-columns",
+                                                             "response")
+    assert "empty column name" in proj.fails("train", "--data", str(small), "--drop-columns", "duration,")
+    assert json.loads(proj.ok("runs", "list", "--json").stdout) == []
+    out = json.loads(proj.ok("train", "--data", str(small), "--drop-columns", " duration ", "--max-trials", "2",
+                             "--json").stdout)
+    assert out["settings"]["drop_columns"] == ["duration"]
+    leak = {g["name"]: g for g in out["guardrails"]}["Feature leakage detection"]
+    assert leak["status"] == "passed" and "post-outcome column(s) dropped: duration" in leak["details"]
+    assert "duration" not in [f[0] for f in out["feature_importance"]]
+    model = json.loads(proj.ok("models", "show", out["model"], "--json").stdout)
+    assert "duration" not in [c["name"] for c in model["info"]["schema"]["columns"]]
+    sample = tmp_path / "in.csv"
+    pd.read_csv(small).head(40).drop(columns=["duration"]).to_csv(sample, index=False)
+    scored = json.loads(proj.ok("predict", "--data", str(sample), "--out", str(tmp_path / "o.csv"), "--json").stdout)
+    assert scored["rows"] == 40
+    assert "trained without column(s): duration (drop_columns)" in proj.ok("runs", "show", out["run_id"]).stdout
+    db = sqlite3.connect(proj.ws / "mlflow.db")
+    params = dict(db.execute("SELECT key, value FROM params WHERE run_uuid = ?", (out["mlflow_run_id"],)).fetchall())
+    assert json.loads(params["drop_columns"]) == ["duration"]
+
+
+def test_drop_columns_is_refused_on_the_azureml_backend(tmp_path, bank_csv):
+    proj = Project(tmp_path / "p")
+    proj.set_config("workspace.yaml", backend="azureml",
+                    azureml={"subscription_id": "s", "resource_group": "r", "workspace_name": "w"})
+    line = proj.fails("train", "--data", str(bank_csv), "--drop-columns", "duration")
+    assert "drop_columns (duration) is not supported on the azureml backend" in line
+    proj.set_config(drop_columns=["duration"])  # the same from automl.yaml
+    assert "not supported on the azureml backend" in proj.fails("train", "--data", str(bank_csv), "--dry-run")
+
+
 def test_mlflow_holds_parent_and_child_runs(trained):
     proj, out, _ = trained
     db = sqlite3.connect(proj.ws / "mlflow.db")

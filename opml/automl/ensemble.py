@@ -140,6 +140,36 @@ def _ensemble_result(
     )
 
 
+def fold_bag(trial: TrialResult, by_iteration: dict[int, TrialResult], n_classes: int,
+             n_jobs: int = 1) -> VotingModel | None:
+    """A fitted VotingModel averaging cross-validation fold models: a final model that needs no refit.
+
+    A searched candidate's bag is the mean of its fold models; a VotingEnsemble's holds every member's
+    fold models, each at (member weight / folds). Its out-of-fold predictions are the candidate's own
+    (each row was scored by the fold model that did not see it). None when a fold model was dropped,
+    lacks a class, or for a StackEnsemble (its meta-learner is not a weighted average).
+    """
+    if trial.algorithm == "VotingEnsemble":
+        parts = [(by_iteration.get(m["iteration"]), float(m["weight"])) for m in trial.members]
+    elif trial.members:
+        return None
+    else:
+        parts = [(trial, 1.0)]
+    members: list[Any] = []
+    weights: list[float] = []
+    for t, w in parts:
+        fitted = getattr(t, "fold_models", None)
+        if not fitted or any(m is None or len(m.classes_) != n_classes for m in fitted):
+            return None
+        members += fitted
+        weights += [w / len(fitted)] * len(fitted)
+    bag = VotingModel(members, weights, n_jobs)
+    bag.members_ = list(members)
+    bag.weights_ = np.asarray(weights, dtype=np.float64)
+    bag.classes_ = np.arange(n_classes)
+    return bag
+
+
 # ---- fitted ensemble models (raw DataFrame in, probabilities out) ------------------------------------
 def fit_members(members: list[Any], X: Any, y: Any, n_jobs: int) -> list[Any]:
     """Clones of `members` fitted on (X, y), `n_jobs` at a time (threads; the models release the GIL)."""

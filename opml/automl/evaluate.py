@@ -89,10 +89,13 @@ class FoldData:
 
 
 def cross_validate(
-    candidate: CandidatePipeline, data: FoldData, *, deadline: float | None = None, workers: int = 1
+    candidate: CandidatePipeline, data: FoldData, *, deadline: float | None = None, workers: int = 1,
+    models: list[Any] | None = None,
 ) -> tuple[np.ndarray, float, int]:
     """Out-of-fold class probabilities (eval slots x classes), the mean fit time of one fold and the
-    scoring cost of the first fold's model (opml.automl.pipeline.scoring_cost).
+    scoring cost of the first fold's model (opml.automl.pipeline.scoring_cost). `models`, when given,
+    receives the fitted fold models in fold order (each a whole pipeline over raw frames, featurizer
+    fitted on its fold's training rows): averaged, they are a final model that needs no refit.
 
     Folds are fitted by `workers` threads (the candidate's own n_jobs should then be 1: single-
     threaded models in parallel degrade gracefully when other processes compete for the CPU,
@@ -109,6 +112,7 @@ def cross_validate(
     oof = np.zeros((len(data.splits.eval_rows), data.n_classes))
     fit_times: list[float] = []
     costs: list[int] = []
+    fitted: list[Any] = [None] * n_folds
 
     def fit_fold(i: int) -> None:
         train, slots = data.splits.folds[i]
@@ -124,6 +128,7 @@ def cross_validate(
             full[:, model.classes_] = proba
             proba = full
         oof[slots] = proba
+        fitted[i] = model
 
     inputs = [data.featurized(i, candidate) for i in range(n_folds)]
     workers = max(1, min(workers, n_folds))
@@ -146,4 +151,6 @@ def cross_validate(
                         )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    if models is not None:
+        models[:] = fitted
     return oof, float(np.mean(fit_times)), costs[0] if costs else 0

@@ -1,4 +1,12 @@
-"""`run_experiment`: validate, guard, search, ensemble, pick, refit and explain, within the budget."""
+"""`run_experiment`: validate, guard, search, ensemble, pick, deliver, calibrate and explain, within the budget.
+
+The final model is planned while the search runs: after every candidate the selection rule is applied
+to the leaderboard so far, and the time the refit of its choice needs stays reserved, through the
+ensembles too. The rule's final choice is then refit on all rows when that fits in the time left, or
+else delivered as a bag of its cross-validation fold models (kept for the few candidates that may
+become the model), which needs no refit. Only when neither is possible does another candidate take its
+place, and the selection record says so (opml.automl.selection.deliver).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +25,11 @@ if TYPE_CHECKING:
 
 BUDGET_SHARE = 0.97  # the engine aims to finish within this share of experiment_timeout_seconds
 REFIT_SAFETY = 1.2  # refit-time estimates are padded by this factor
-RESERVE_MEMBERS = 5  # the refit reserve assumes an ensemble of this many of the best candidates
+RESERVE_MEMBERS = 5  # model_selection best: the refit reserve assumes an ensemble of this many of the best candidates
+# fold models kept, in tree leaves over all their folds (the planned model's first); fitted trees take about
+# 100-160 bytes a leaf (LightGBM, XGBoost, sklearn forests), so at most ~150 MB
+FOLD_MODEL_LEAVES = 1_000_000
+KEEP_FOLD_MODELS = 8  # besides the planned model's, the best candidates' fold models are kept (VotingEnsemble's pool)
 
 
 def run_experiment(
@@ -28,17 +40,19 @@ def run_experiment(
     `on_trial(trial)` is called after every candidate, failed ones and ensembles included; the
     trial's `progress` says how many are done, the best so far and the seconds left. The whole
     call aims to finish within experiment_timeout_seconds (search, ensembles, refit, explanation).
+    Columns in settings.drop_columns are left out.
     """
     from opml.automl.evaluate import FoldData, make_splits
     from opml.automl.guardrails import run_guardrails, validate_input
     from opml.automl.search import Clock, SearchContext, run_search
+    from opml.automl.selection import select
 
     start = time.monotonic()
     budget = float(settings.experiment_timeout_seconds)
     timings: dict[str, float] = {}
     kinds = validate_input(df, settings)
     label = settings.label
-    features = df.drop(columns=[label])
+    features = df.drop(columns=[label, *settings.drop_columns])
     X = _coerce(features, kinds)
     y_raw = np.asarray(df[label].to_numpy())
     classes = np.unique(y_raw)
@@ -58,6 +72,7 @@ def run_experiment(
     trials: list[TrialResult] = []
     by_iteration: dict[int, TrialResult] = {}
     workers = max(1, os.cpu_count() or 1)
+    planned: list[TrialResult] = []  # the rule's choice among the candidates so far (re-planned per trial)
 
     def fit_cost(members: list[TrialResult]) -> float:
         """Seconds to refit `members` on all rows, `workers` at a time."""
@@ -68,9 +83,21 @@ def run_experiment(
         members = [by_iteration[m["iteration"]] for m in t.members] if t.members else [t]
         return fit_cost(members)
 
+    def planned_refit() -> float:
+        return refit_cost(planned[0]) if planned else 0.0
+
     def reserve() -> float:
-        ok = sorted((t for t in trials if t.status == SUCCEEDED), key=lambda t: -(t.score or 0.0))
-        return ensemble_est + fit_cost(ok[:RESERVE_MEMBERS]) + 1.0
+        need = planned_refit()
+        if settings.model_selection == "best" and ensembles_on:  # the top score is then most often an ensemble
+            ok = sorted((t for t in trials if t.status == SUCCEEDED), key=lambda t: -(t.score or 0.0))
+            need = max(need, fit_cost(ok[:RESERVE_MEMBERS]))
+        return ensemble_est + need + 1.0
+
+    def replan() -> None:
+        board = sorted((t for t in trials if t.status == SUCCEEDED), key=lambda t: (-(t.score or 0.0), t.iteration))
+        pick, _ = select(board, settings.model_selection, settings.primary_metric, data.y_eval, splits.ens_fold)
+        planned[:] = [pick]
+        _keep_fold_models([pick, *board[:KEEP_FOLD_MODELS]], trials)
 
     hard_end = start + max(budget * BUDGET_SHARE - 0.3, budget * 0.5)
     clock = Clock(start=start, hard_end=hard_end, reserve=reserve)
@@ -79,6 +106,8 @@ def run_experiment(
     def record(trial: TrialResult, stage: str) -> None:
         trials.append(trial)
         by_iteration[trial.iteration] = trial
+        if stage == "search" and trial.status == SUCCEEDED:
+            replan()
         lead_score = best_so_far[0].score if best_so_far else None
         if trial.status == SUCCEEDED and (lead_score is None or (trial.score or -np.inf) > lead_score):
             best_so_far[:] = [trial]
@@ -111,55 +140,83 @@ def run_experiment(
                         "raise experiment_timeout_seconds or check allowed_models")
 
     t0 = time.monotonic()
-    _ensembles(settings, singles, data, labels, clock, ensemble_est, lambda t: record(t, "ensemble"),
-               max(t.iteration for t in trials) + 1)
+    # an ensemble starts only when the planned model's refit still fits after it
+    _ensembles(settings, singles, data, labels, lambda each: clock.left() >= each + planned_refit() + 0.5,
+               ensemble_est, lambda t: record(t, "ensemble"), max(t.iteration for t in trials) + 1)
     timings["ensembles_s"] = time.monotonic() - t0
 
-    from opml.automl.selection import select
+    from opml.automl.ensemble import fold_bag
+    from opml.automl.selection import FOLD_BAG, deliver
 
     leaderboard = sorted((t for t in trials if t.status == SUCCEEDED), key=lambda t: (-(t.score or 0.0), t.iteration))
-    preferred, selection = select(leaderboard, settings.model_selection, settings.primary_metric, data.y_eval,
-                                  splits.ens_fold)
-    order = [preferred, *(t for t in leaderboard if t is not preferred)]
-    final = preferred
-    note = ""
-    for cand in order:  # the preferred candidate, else the best one whose refit fits in the time left
-        if time.monotonic() + refit_cost(cand) <= hard_end:
-            final = cand
-            break
-    else:
-        final = min(leaderboard, key=refit_cost)
-    if final is not preferred:
-        note = f"; refit {final.pipeline_name} instead of {preferred.pipeline_name} to stay within the budget"
-        selection["refit_instead"] = {"iteration": final.iteration, "pipeline": final.pipeline_name}
+    bags: dict[int, Any] = {}
 
+    def has_bag(t: TrialResult) -> bool:
+        if t.iteration not in bags:
+            bags[t.iteration] = fold_bag(t, by_iteration, len(classes), n_jobs)
+        return bags[t.iteration] is not None
+
+    final, delivery, selection = deliver(
+        leaderboard, settings.model_selection, settings.primary_metric, data.y_eval, splits.ens_fold,
+        refit_fits=lambda t: time.monotonic() + refit_cost(t) <= hard_end, has_bag=has_bag, refit_seconds=refit_cost)
+    prefit = delivery == FOLD_BAG
+    note = ""
+    if prefit:
+        selection["bag_models"] = len(bags[final.iteration].members_)
+        note = f"; {final.pipeline_name} delivered as a bag of its fold models (no time left to refit it)"
+    if "refit_instead" in selection:
+        note += (f"; {final.pipeline_name} delivered instead of {selection['chosen']['pipeline']} to stay within "
+                 "the budget" + (" (below the selection floor)" if selection["below_floor"] else ""))
+
+    from opml.automl.calibration import assess
     from opml.automl.explain import feature_importance
-    from opml.automl.model import OpmlClassifier
+    from opml.automl.model import OpmlClassifier, calibrated
     from opml.automl.threshold import choose_threshold
 
-    threshold = choose_threshold(settings.decision_threshold, data.y_eval, final.oof, labels, positive)
+    calibration = assess(data.y_eval, final.oof, splits.ens_fold, positive)
+    proba = calibrated(final.oof, calibration["map"], positive)
+    threshold = choose_threshold(settings.decision_threshold, data.y_eval, proba, labels, positive)
     t0 = time.monotonic()
-    estimator = _estimator(final, by_iteration, settings, kinds, n_jobs, workers)
+    estimator = bags[final.iteration] if prefit else _estimator(final, by_iteration, settings, kinds, n_jobs, workers)
     model = OpmlClassifier(
         estimator, threshold=threshold["applied"], positive_label=classes[positive], kinds=kinds,
-        pipeline_name=final.pipeline_name,
-    ).fit(features, y_raw)
+        pipeline_name=final.pipeline_name, calibration=calibration["map"],
+    ).fit(features, y_raw, prefit=prefit)
     timings["refit_s"] = time.monotonic() - t0
     t0 = time.monotonic()
     importance = feature_importance(model)
     timings["explain_s"] = time.monotonic() - t0
     timings["total_s"] = time.monotonic() - start
 
-    oof = {"y": data.y_eval, "proba": final.oof, "rows": splits.eval_rows}
+    oof = {"y": data.y_eval, "proba": proba, "raw_proba": final.oof, "rows": splits.eval_rows}
     for t in trials:
+        t.fold_models = None  # the model holds the fold models it uses
         if t is not final:
             t.oof = None
+    bagged = f" (bag of {selection['bag_models']} fold models)" if prefit else ""
     return ExperimentResult(
         settings=settings.model_dump(mode="json"), classes=[c.item() if hasattr(c, "item") else c for c in classes],
         guardrails=guardrails, trials=trials, leaderboard=leaderboard, best=final, model=model, threshold=threshold,
         feature_importance=importance, oof=oof, timings={k: round(v, 3) for k, v in timings.items()},
-        stop_reason=stop_reason + note, final_pipeline=final.pipeline_name, selection=selection,
+        stop_reason=stop_reason + note, final_pipeline=final.pipeline_name + bagged, selection=selection,
+        calibration=calibration,
     )
+
+
+def _keep_fold_models(priority: list[TrialResult], trials: list[TrialResult]) -> None:
+    """Keep the fold models of `priority` (in order, while they fit in FOLD_MODEL_LEAVES); drop all others'."""
+    kept: set[int] = set()
+    used = 0
+    for t in priority:
+        if t.iteration in kept or not t.fold_models:
+            continue
+        size = max(1, t.scoring_cost) * len(t.fold_models)
+        if used + size <= FOLD_MODEL_LEAVES:
+            kept.add(t.iteration)
+            used += size
+    for t in trials:
+        if t.iteration not in kept:
+            t.fold_models = None
 
 
 def _coerce(features: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
@@ -176,8 +233,8 @@ def _coerce(features: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
 
 
 def _ensembles(
-    settings: AutoMLSettings, singles: list[TrialResult], data: Any, labels: list[str], clock: Any,
-    estimate: float, record: Callable[[TrialResult], None], iteration: int,
+    settings: AutoMLSettings, singles: list[TrialResult], data: Any, labels: list[str],
+    may_start: Callable[[float], bool], estimate: float, record: Callable[[TrialResult], None], iteration: int,
 ) -> None:
     from opml.automl.ensemble import stack_ensemble, voting_ensemble
 
@@ -189,7 +246,7 @@ def _ensembles(
         builders.append(lambda it: stack_ensemble(singles, data.y_eval, data.splits.ens_fold, labels,
                                                   settings.primary_metric, it, settings.random_seed))
     for build in builders:
-        if clock.left() < estimate / max(1, len(builders)):
+        if not may_start(estimate / max(1, len(builders))):
             break
         result = build(iteration)
         if result is not None:

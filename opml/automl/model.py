@@ -19,7 +19,11 @@ class OpmlClassifier(ClassifierMixin, BaseEstimator):
     feature columns; extra columns (e.g. the label) are ignored, a missing one is a DataError.
     `predict` returns the original labels, applying `threshold_` to the probability of class
     `positive_index_` for binary problems (None: argmax). `schema_` describes the input columns.
+    `calibration` (binary problems; opml.automl.calibration) maps the estimator's probability of the
+    positive class before anything else sees it; `threshold` then applies to the calibrated probability.
     """
+
+    calibration: dict[str, Any] | None = None  # models pickled before the parameter existed read None
 
     def __init__(
         self,
@@ -29,16 +33,23 @@ class OpmlClassifier(ClassifierMixin, BaseEstimator):
         positive_label: Any = None,
         kinds: dict[str, str] | None = None,
         pipeline_name: str = "",
+        calibration: dict[str, Any] | None = None,
     ) -> None:
         self.estimator = estimator
         self.threshold = threshold
         self.positive_label = positive_label
         self.kinds = kinds
         self.pipeline_name = pipeline_name
+        self.calibration = calibration
 
     # ---- fitting ---------------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any) -> OpmlClassifier:
-        """Fit a clone of `estimator` on the raw feature frame `X` and labels `y`."""
+    def fit(self, X: Any, y: Any, *, prefit: bool = False) -> OpmlClassifier:
+        """Fit a clone of `estimator` on the raw feature frame `X` and labels `y`.
+
+        `prefit=True`: `estimator` is already fitted on these rows' labels coded 0..k-1 (e.g. a bag of
+        cross-validation fold models, opml.automl.ensemble.fold_bag) and is used as is. A clone of this
+        classifier fits a fresh copy again.
+        """
         X = _frame(X)
         y = np.asarray(y)
         self.classes_ = np.unique(y)
@@ -50,7 +61,9 @@ class OpmlClassifier(ClassifierMixin, BaseEstimator):
         self.threshold_ = None if self.threshold is None or len(self.classes_) != 2 else float(self.threshold)
         self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
-        self.estimator_ = clone(self.estimator).fit(X, codes)
+        self.estimator_ = self.estimator if prefit else clone(self.estimator).fit(X, codes)
+        binary = len(self.classes_) == 2
+        self.calibration_ = dict(self.calibration) if self.calibration is not None and binary else None
         self.schema_ = self._schema(X)
         return self
 
@@ -85,8 +98,9 @@ class OpmlClassifier(ClassifierMixin, BaseEstimator):
         return X[list(self.feature_names_in_)]
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, columns in the order of `classes_`."""
-        return np.asarray(self.estimator_.predict_proba(self._features(X)), dtype=np.float64)
+        """Class probabilities, columns in the order of `classes_` (calibrated when `calibration_` is set)."""
+        proba = np.asarray(self.estimator_.predict_proba(self._features(X)), dtype=np.float64)
+        return calibrated(proba, getattr(self, "calibration_", None), self.positive_index_)
 
     def predict(self, X: Any) -> np.ndarray:
         """Original labels; a binary model applies `threshold_` to the minority class's probability."""
@@ -104,6 +118,22 @@ class OpmlClassifier(ClassifierMixin, BaseEstimator):
         for p in self.pipelines_:
             p.set_n_jobs(n_jobs)
         return self
+
+
+def calibrated(proba: np.ndarray, calibration: dict[str, Any] | None, positive: int) -> np.ndarray:
+    """Binary class probabilities with the positive class's mapped by `calibration` (None: unchanged).
+
+    The one calibration step of predict_proba and of every scorer (opml.serving.compiled).
+    """
+    if calibration is None or proba.shape[1] != 2:
+        return proba
+    from opml.automl.calibration import apply_map
+
+    p = apply_map(calibration, proba[:, positive])
+    out = np.empty_like(proba)
+    out[:, positive] = p
+    out[:, 1 - positive] = 1.0 - p
+    return out
 
 
 def _frame(X: Any) -> pd.DataFrame:

@@ -46,6 +46,58 @@ def write_plots(result: Any, out_dir: str | os.PathLike[str]) -> list[Path]:
     return written
 
 
+def write_calibration_plot(result: Any, out_dir: str | os.PathLike[str]) -> Path:
+    """The calibration (reliability) curve of the final model's out-of-fold probabilities, with their
+    Brier score, and of the calibrated ones when a map was applied: calibration_curve.png."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    try:
+        _calibration(ax, result)
+        fig.tight_layout()
+        path = out / "calibration_curve.png"
+        tmp = out / ".calibration_curve.png.tmp"
+        fig.savefig(tmp, format="png")
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _calibration(ax: Any, result: Any) -> None:
+    from opml.automl.calibration import brier
+
+    y = np.asarray(result.oof["y"])
+    k = _positive(result)
+    label = str(result.classes[k])
+    cal = getattr(result, "calibration", None) or {}
+    curves = [("out-of-fold", np.asarray(result.oof.get("raw_proba", result.oof["proba"]))[:, k])]
+    if cal.get("applied"):
+        curves.append((f"{cal['applied']} calibrated", np.asarray(result.oof["proba"])[:, k]))
+    for name, p in curves:
+        x, frac = _reliability(y == k, p)
+        ax.plot(x, frac, marker="o", markersize=3, label=f"{name} (Brier {brier(y == k, p):.4f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="perfectly calibrated")
+    ax.set_xlabel(f"predicted probability of {label!r} (mean per bin)")
+    ax.set_ylabel(f"observed share of {label!r}")
+    ax.legend(loc="upper left", fontsize=8)
+    verdict = f"applied: {cal['applied']}" if cal.get("applied") else "not applied"
+    ax.set_title(f"Calibration curve, 10 equal-count bins ({verdict})\n"
+                 f"{result.final_pipeline or result.best.pipeline_name} (out-of-fold)", fontsize=9)
+
+
+def _reliability(y_pos: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """(mean predicted probability, observed share) per equal-count bin of the predictions."""
+    order = np.argsort(p, kind="mergesort")
+    groups = [g for g in np.array_split(order, min(bins, len(order))) if len(g)]
+    return np.array([p[g].mean() for g in groups]), np.array([np.mean(y_pos[g]) for g in groups])
+
+
 def _positive(result: Any) -> int:
     return int((result.threshold or {}).get("positive_index", 1))
 

@@ -27,7 +27,7 @@ class TrialResult:
     `metrics` are Azure-named and use argmax decisions; `per_class` holds precision, recall, f1 and
     support per class label; `confusion_matrix` is rows = true class, columns = predicted (argmax),
     both in class order. `oof` (eval rows x classes) is kept only while the experiment runs and for
-    the best candidate.
+    the best candidate; `fold_models` likewise.
     """
 
     iteration: int
@@ -48,6 +48,9 @@ class TrialResult:
     scoring_cost: int = 0  # tree leaves (linear models: coefficients); ensembles: their members' sum
     progress: Progress | None = None
     oof: Any = field(default=None, repr=False, compare=False)
+    # the fitted cross-validation fold models (searched candidates; kept for the few that may become
+    # the model, as a bag that needs no refit); None once dropped
+    fold_models: list[Any] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -66,5 +69,6 @@ class ExperimentResult:
     oof: dict[str, Any] = field(repr=False)  # y (int labels), proba, rows (positions in the input frame)
     timings: dict[str, float] = field(default_factory=dict)
     stop_reason: str = ""
-    final_pipeline: str = ""  # what was refit (differs from best when the budget forced a fallback)
+    final_pipeline: str = ""  # the model's pipeline (`best`'s); selection["delivery"]: refit or fold bag
     selection: dict[str, Any] = field(default_factory=dict)  # how `best` was chosen (opml.automl.selection)
+    calibration: dict[str, Any] = field(default_factory=dict)  # Brier score, maps tried, `map` applied (or None)

@@ -7,10 +7,15 @@
   standard error is that of the top candidate's per-fold scores (cross-validation folds; for a
   holdout, its inner ensemble folds). Differences inside it are mostly the luck of the split, while
   an ensemble of five boosters costs five times the scoring time of one, on every request.
+
+`deliver` then decides how the choice becomes the model within the time left: refit on all rows, or
+its cross-validation fold models averaged (no refit); another candidate only when neither is possible,
+recorded as such.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,6 +24,8 @@ from opml.automl.metrics import primary_score
 from opml.automl.results import TrialResult
 
 RULES = ("best", "one_se")
+REFIT = "refit"  # delivered: the chosen pipeline fitted again on all rows
+FOLD_BAG = "fold_bag"  # delivered: the chosen candidate's cross-validation fold models, averaged (no refit)
 
 
 def fold_scores(metric: str, y: np.ndarray, oof: np.ndarray, folds: np.ndarray) -> np.ndarray:
@@ -31,22 +38,67 @@ def select(leaderboard: list[TrialResult], rule: str, metric: str, y: np.ndarray
     """(chosen candidate, a record of the choice) from a leaderboard sorted best first.
 
     Candidates need their `oof` predictions for `one_se`; the record names the rule, the top
-    candidate, the standard error and the tolerance it implies.
+    candidate, the standard error and the floor it implies (one standard error under the top score;
+    recorded for `best` too, as the line a fallback must not fall below unannounced).
     """
     if rule not in RULES:
         raise ValueError(f"unknown model_selection {rule!r}; allowed: {', '.join(RULES)}")
     top = leaderboard[0]
     record: dict[str, Any] = {"rule": rule, "top": _brief(top), "chosen": _brief(top)}
-    if rule == "best" or len(leaderboard) == 1 or top.oof is None:
+    if top.oof is None:
         return top, record
     per_fold = fold_scores(metric, y, top.oof, folds)
     se = float(per_fold.std(ddof=1) / np.sqrt(len(per_fold))) if len(per_fold) > 1 else 0.0
     floor = float(top.score) - se
     eligible = [t for t in leaderboard if t.score is not None and t.score >= floor]
-    chosen = min(eligible, key=lambda t: (t.scoring_cost, -float(t.score), t.iteration))
-    record.update(chosen=_brief(chosen), standard_error=se, floor=floor, eligible=len(eligible),
-                  top_fold_scores=[float(s) for s in per_fold])
+    record.update(standard_error=se, floor=floor, eligible=len(eligible), top_fold_scores=[float(s) for s in per_fold])
+    if rule == "best" or len(leaderboard) == 1:
+        return top, record
+    chosen = _cheapest(eligible)
+    record.update(chosen=_brief(chosen))
     return chosen, record
+
+
+def _cheapest(candidates: list[TrialResult]) -> TrialResult:
+    return min(candidates, key=lambda t: (t.scoring_cost, -float(t.score or 0.0), t.iteration))
+
+
+def deliver(leaderboard: list[TrialResult], rule: str, metric: str, y: np.ndarray, folds: np.ndarray, *,
+            refit_fits: Callable[[TrialResult], bool], has_bag: Callable[[TrialResult], bool],
+            refit_seconds: Callable[[TrialResult], float]) -> tuple[TrialResult, str, dict[str, Any]]:
+    """(the candidate that becomes the model, how it is delivered, the selection record).
+
+    The rule's choice, refit on all rows when `refit_fits` it in the time left, else as a bag of its
+    cross-validation fold models when it `has_bag` (same out-of-fold score, no refit). Only when it
+    can be neither does another candidate take its place: the rule applied to the deliverable ones
+    under the same floor (`best`: the top deliverable score), else the quickest refit. The record's
+    `delivery` says how, `refit_instead` names a replacement and `below_floor` whether it scores under
+    the floor; `undelivered` says in words why the rule's choice was not delivered.
+    """
+    preferred, record = select(leaderboard, rule, metric, y, folds)
+
+    def how(t: TrialResult) -> str | None:
+        return REFIT if refit_fits(t) else FOLD_BAG if has_bag(t) else None
+
+    final, method = preferred, how(preferred)
+    if method is None:
+        deliverable = [t for t in leaderboard if how(t) is not None]
+        floor = record.get("floor", float("-inf"))
+        within = [t for t in deliverable if float(t.score or 0.0) >= floor]
+        if rule == "one_se" and within:
+            final = _cheapest(within)
+        elif deliverable:
+            final = deliverable[0]
+        else:
+            final = min(leaderboard, key=refit_seconds)
+        method = how(final) or REFIT
+        record["undelivered"] = (f"{preferred.pipeline_name} could not be refit in the time left (about "
+                                 f"{refit_seconds(preferred):.0f} s needed) and has no fold models to bag")
+        record["refit_instead"] = {"iteration": final.iteration, "pipeline": final.pipeline_name}
+    record["delivery"] = method
+    record["delivered"] = _brief(final)
+    record["below_floor"] = bool("floor" in record and float(final.score or 0.0) < record["floor"])
+    return final, method, record
 
 
 def _brief(t: TrialResult) -> dict[str, Any]:

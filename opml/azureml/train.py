@@ -169,6 +169,7 @@ def _summary(settings: dict[str, Any], name: str, kids: list[ChildRun], best: Ch
                   "confusion_matrix": None} if best else None),
         "selection": {"rule": "best", "child_run": best.name} if best else {},
         "threshold": None,
+        "calibration": None,
         "feature_importance": None,
         "timings": {},
         "model": model.ref if model else None,

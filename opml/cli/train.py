@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from opml.cli.base import Ctx, OpmlGroup, check_name, emit_json, json_option, kv, pass_ctx, table
+from opml.cli.base import Ctx, OpmlError, OpmlGroup, check_name, emit_json, json_option, kv, pass_ctx, table
 
 
 @click.command()
@@ -19,14 +19,17 @@ from opml.cli.base import Ctx, OpmlGroup, check_name, emit_json, json_option, kv
 @click.option("--max-trials", type=int, help="Stop after N candidates (reproducible runs).")
 @click.option("--model-selection", type=click.Choice(["one_se", "best"]),
               help="one_se: cheapest to score within 1 standard error of the top score; best: the top score.")
+@click.option("--drop-columns", metavar="COL[,COL...]",
+              help="Feature columns to leave out of training, comma-separated (e.g. duration, known only after "
+                   "the call).")
 @click.option("--no-wait", is_flag=True, help="azureml backend: submit the job, print its name and Studio URL, return.")
 @click.option("--dry-run", is_flag=True,
               help="azureml backend: write the YAML `az ml job create -f` takes under azureml/; send nothing.")
 @json_option
 @pass_ctx
 def train(ctx: Ctx, config_file: Path | None, data: str | None, experiment: str | None,
-          time_budget: float | None, max_trials: int | None, model_selection: str | None, no_wait: bool,
-          dry_run: bool, as_json: bool) -> None:
+          time_budget: float | None, max_trials: int | None, model_selection: str | None, drop_columns: str | None,
+          no_wait: bool, dry_run: bool, as_json: bool) -> None:
     """Run an AutoML classification experiment and register the best model.
 
     On the azureml backend: an AutoML classification job on the configured
@@ -36,8 +39,14 @@ def train(ctx: Ctx, config_file: Path | None, data: str | None, experiment: str 
     if experiment is not None:  # an empty --experiment is an error, not the configured name
         check_name(experiment, "experiment")
     settings = ctx.automl(config_file).with_overrides(experiment=experiment, time_budget=time_budget,
-                                                      max_trials=max_trials, model_selection=model_selection)
-    stage = ctx.backend().train
+                                                      max_trials=max_trials, model_selection=model_selection,
+                                                      drop_columns=_column_list(drop_columns))
+    backend = ctx.backend()
+    if settings.drop_columns and backend.name != "local":
+        raise OpmlError(f"drop_columns ({', '.join(settings.drop_columns)}) is not supported on the {backend.name} "
+                        "backend (its AutoML jobs have no such setting)",
+                        "register the data without those columns, or train with the local backend")
+    stage = backend.train
     if dry_run:
         from opml.cli.data import print_dry_run
 
@@ -57,6 +66,16 @@ def train(ctx: Ctx, config_file: Path | None, data: str | None, experiment: str 
     click.echo(render(result.summary, run_id=result.run_id, status=result.status))
     if result.extra.get("studio_url"):
         click.echo(f"studio      {result.extra['studio_url']}")
+
+
+def _column_list(text: str | None) -> list[str] | None:
+    """--drop-columns "a, b" -> ["a", "b"]; None when not given. An empty name is a one-line error."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise OpmlError(f"--drop-columns {text!r} has an empty column name", "pass names separated by commas")
+    return list(dict.fromkeys(names))
 
 
 @click.group(cls=OpmlGroup)

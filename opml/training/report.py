@@ -1,4 +1,5 @@
-"""Human-readable report of an AutoML run: leaderboard, best run, guardrails, threshold, importance."""
+"""Human-readable report of an AutoML run: leaderboard, best run and how it was delivered, threshold, calibration,
+guardrails, importance."""
 
 from __future__ import annotations
 
@@ -32,15 +33,25 @@ def render(summary: dict[str, Any], *, run_id: str, status: str = "Completed", t
         why = _selection(summary.get("selection") or {}, primary)
         if why:
             out.append(why)
+        out.extend(_delivery(summary.get("selection") or {}, primary))
+    dropped = (summary.get("settings") or {}).get("drop_columns") or []
+    if dropped:
+        out.append(f"  trained without column(s): {', '.join(dropped)} (drop_columns)")
     thr = summary.get("threshold")
     if thr:
         out.append("\nClass imbalance: metrics on out-of-fold predictions")
         out.append(_threshold_table(thr))
+    cal = summary.get("calibration")
+    if cal:
+        out.append("\n" + _calibration(cal))
     guard = summary.get("guardrails") or []
     if guard:
         out.append("\nData guardrails:")
         out.append(table([(g.get("name"), g.get("status"), _short(g.get("details"))) for g in guard],
                          ["GUARDRAIL", "STATUS", "DETAILS"]))
+        for g in guard:
+            if g.get("name") == "Feature leakage detection" and g.get("status") == "alerted":
+                out.append(f"Leakage: {g.get('details')}")
     imp = summary.get("feature_importance") or []
     if imp:
         out.append("\nTop features (raw input columns):")
@@ -64,6 +75,37 @@ def _selection(sel: dict[str, Any], primary: str) -> str:
             f"{top.get('pipeline')} ({_f(top.get('score'))}), at {ratio:.1f}x less scoring cost "
             f"({_cost(chosen.get('scoring_cost'))} vs {_cost(top.get('scoring_cost'))} leaves); "
             f"model_selection: best picks the top score")
+
+
+def _delivery(sel: dict[str, Any], primary: str) -> list[str]:
+    """Lines on how the chosen model was delivered, when it was not simply refit on all rows."""
+    chosen, delivered = sel.get("chosen") or {}, sel.get("delivered") or {}
+    lines = []
+    if sel.get("refit_instead"):
+        line = (f"  WARNING: model_selection {sel.get('rule')} chose {chosen.get('pipeline')} "
+                f"({_f(chosen.get('score'))}), but {sel.get('undelivered') or 'it could not be delivered'}; "
+                f"registered {delivered.get('pipeline')} ({primary} {_f(delivered.get('score'))}) instead")
+        if sel.get("below_floor"):
+            line += (f", BELOW the selection floor {_f(sel.get('floor'))} (one standard error under the top score "
+                     f"{_f((sel.get('top') or {}).get('score'))})")
+        lines.append(line + "; raise --time-budget to get the chosen model")
+    if sel.get("delivery") == "fold_bag":
+        n = sel.get("bag_models") or "its"
+        lines.append(f"  delivered as a bag of {n} cross-validation fold models of {delivered.get('pipeline')} (their "
+                     "probabilities averaged; same out-of-fold score): no time was left to refit it on all rows, "
+                     "and it costs more to score; a larger --time-budget refits it")
+    return lines
+
+
+def _calibration(cal: dict[str, Any]) -> str:
+    """The calibration lines: Brier score of the out-of-fold probabilities, the maps tried, the decision."""
+    line = f"Calibration: out-of-fold Brier score {_f(cal.get('brier'))}"
+    tried = [f"{m} {_f(v.get('brier'))}" for m, v in (cal.get("methods") or {}).items() if "brier" in v]
+    if tried:
+        line += f"; cross-fitted: {', '.join(tried)}"
+    applied = cal.get("applied")
+    return line + (f"\n  applied by predict: {applied} ({cal.get('reason')})" if applied else
+                   f"\n  {cal.get('reason')}")
 
 
 def _secs(v: Any) -> str:

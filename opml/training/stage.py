@@ -39,15 +39,17 @@ class TrainResult:
 
 
 def with_overrides(settings: AutoMLSettings, *, experiment: str | None = None, time_budget: float | None = None,
-                   max_trials: int | None = None, model_selection: str | None = None) -> AutoMLSettings:
+                   max_trials: int | None = None, model_selection: str | None = None,
+                   drop_columns: list[str] | None = None) -> AutoMLSettings:
     """`opml train`'s overrides; the rule lives in AutoMLSettings.with_overrides (kept for existing callers)."""
     return settings.with_overrides(experiment=experiment, time_budget=time_budget, max_trials=max_trials,
-                                   model_selection=model_selection)
+                                   model_selection=model_selection, drop_columns=drop_columns)
 
 
 def train(ws: Workspace, settings: AutoMLSettings, *, data: str | None = None,
           on_trial: Callable[[Any], None] | None = None, progress: bool = True) -> TrainResult:
-    """Run one AutoML experiment end to end. Bad input fails before any work starts."""
+    """Run one AutoML experiment end to end. Bad input (a column in settings.drop_columns the data lacks
+    included) fails before any work starts; dropped columns are not part of the model's input."""
     from opml.automl.experiment import run_experiment
     from opml.automl.guardrails import validate_input
 
@@ -86,7 +88,7 @@ def train(ws: Workspace, settings: AutoMLSettings, *, data: str | None = None,
             }
             model = log_and_register(
                 ws, tracker.client, name=settings.model_name, model=result.model, child_run=child, run_id=run_id,
-                sample=df.drop(columns=[settings.label]).head(50), pipeline=best.pipeline_name,
+                sample=df.drop(columns=[settings.label, *settings.drop_columns]).head(50), pipeline=best.pipeline_name,
                 metrics=plain(best.metrics), info=info,
             )
             tracker.finish("FINISHED", metrics={f"best_{k}": v for k, v in best.metrics.items()},
@@ -118,13 +120,14 @@ def _settings_params(settings: AutoMLSettings) -> dict[str, Any]:
 
 
 def _write_artifacts(result: Any, out: Path) -> list[Path]:
-    from opml.automl.plots import write_plots
+    from opml.automl.plots import write_calibration_plot, write_plots
 
-    files = list(write_plots(result, out))
+    files = [*write_plots(result, out), write_calibration_plot(result, out)]
     for name, obj in (
         ("guardrails.json", result.guardrails),
         ("leaderboard.json", [_trial_row(t) for t in result.leaderboard]),
         ("threshold.json", result.threshold),
+        ("calibration.json", result.calibration),
         ("feature_importance.json", result.feature_importance),
     ):
         path = out / name
@@ -160,6 +163,7 @@ def _summary(result: Any, settings: AutoMLSettings, tracker: Tracker, model: Reg
                  "confusion_matrix": plain(getattr(result.best, "confusion_matrix", None))},
         "selection": plain(getattr(result, "selection", {})),
         "threshold": plain(result.threshold),
+        "calibration": plain(getattr(result, "calibration", {})),
         "feature_importance": plain(result.feature_importance)[:20],
         "timings": plain(getattr(result, "timings", {})),
         "model": model.ref,

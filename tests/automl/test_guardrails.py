@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from opml.automl.guardrails import run_guardrails, validate_input
+from opml.automl.guardrails import LEAKAGE_AUC, run_guardrails, single_feature_auc, validate_input
 from opml.errors import DataError
 from tests.automl.conftest import make_settings
 
@@ -19,7 +19,8 @@ def _statuses(df: pd.DataFrame, **settings) -> dict[str, object]:
 
 def test_guardrails_on_clean_data(small_df):
     g = _statuses(small_df)
-    assert [x.status for x in g.values()] == ["done", "alerted", "passed", "passed"]
+    assert [x.status for x in g.values()][:4] == ["done", "alerted", "passed", "passed"]
+    assert g["Feature leakage detection"].status == "alerted"  # duration: see test_leakage_guardrail_names_duration
     assert "5-fold stratified" in g["Validation split handling"].details
     balance = g["Class balancing detection"].details
     assert "'yes'" in balance and "11.2%" in balance and "threshold" in balance
@@ -100,3 +101,55 @@ def test_mostly_text_column_is_categorical_not_an_error(small_df):
     df["job"] = df["job"].where(df.index % 50 != 0, "7")  # a few numeric-looking levels in a text column
     kinds = validate_input(df, make_settings())
     assert kinds["job"] == "categorical" and kinds["age"] == "numeric"
+
+
+def test_single_feature_auc_singles_out_duration(bank_df):
+    """The leakage threshold's evidence: on the whole bank data only `duration` (known after the call)
+    ranks the classes with AUC >= LEAKAGE_AUC alone; the strongest legitimate columns stay under it."""
+    s = make_settings()
+    kinds = validate_input(bank_df, s)
+    aucs = single_feature_auc(bank_df.drop(columns=["response"]), bank_df["response"], kinds)
+    assert set(aucs) == set(kinds)
+    assert aucs["duration"] == pytest.approx(0.820, abs=0.005)
+    assert [c for c, a in aucs.items() if a >= LEAKAGE_AUC] == ["duration"]
+    others = sorted(a for c, a in aucs.items() if c != "duration")
+    assert 0.74 < others[-1] < LEAKAGE_AUC  # the macro-economic indicators: strong, but below the line
+    # a column of many rare levels cannot score by memorising them (out-of-fold rates)
+    noise = bank_df.assign(ref=[f"r{i}" for i in range(len(bank_df))])
+    kinds = validate_input(noise, s)
+    assert single_feature_auc(noise.drop(columns=["response"]), noise["response"], kinds)["ref"] < 0.55
+
+
+def test_leakage_guardrail_names_duration(small_df):
+    leak = _statuses(small_df)["Feature leakage detection"]
+    assert leak.status == "alerted" and "duration (AUC 0.8" in leak.details
+    assert "--drop-columns duration" in leak.details and "the model keeps them" in leak.details
+    profiled = _statuses(small_df, dataset={"name": "bankmarketing", "label_column": "response",
+                                            "post_outcome_columns": ["duration", "pdays"]})["Feature leakage detection"]
+    assert "duration (AUC" in profiled.details and "pdays (AUC" in profiled.details  # listed: named whatever its AUC
+    assert profiled.details.count("post_outcome_columns") == 2
+    assert "--drop-columns duration,pdays" in profiled.details
+
+
+def test_dropped_columns_are_not_trained_on(small_df):
+    settings = make_settings(drop_columns=["duration"],
+                             dataset={"name": "bankmarketing", "label_column": "response",
+                                      "post_outcome_columns": ["duration"]})
+    kinds = validate_input(small_df, settings)
+    assert "duration" not in kinds and "age" in kinds
+    features = small_df.drop(columns=["response", "duration"])
+    leak = {g.name: g for g in run_guardrails(features, small_df["response"], kinds, settings)}
+    assert leak["Feature leakage detection"].status == "passed"
+    assert "post-outcome column(s) dropped: duration" in leak["Feature leakage detection"].details
+    # a dropped column is not checked: an empty one may be dropped instead of filled in
+    assert "notes" not in validate_input(small_df.assign(notes=np.nan), make_settings(drop_columns=["notes"]))
+
+
+def test_unknown_column_to_drop_is_a_one_line_error(small_df):
+    with pytest.raises(DataError) as err:
+        validate_input(small_df, make_settings(drop_columns=["duration", "durration"]))
+    line = err.value.line()
+    assert "column(s) to drop not in the data: 'durration'" in line and "\n" not in line
+    assert "--drop-columns" in line and "duration" in line.split("columns are:")[1]
+    with pytest.raises(ValueError, match="cannot be dropped"):
+        make_settings(drop_columns=["response"])
