@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from opml.errors import ConfigError, OpmlError
-from opml.names import ALGORITHMS, PRIMARY_METRICS
+from opml.names import ALGORITHMS, DEFAULT_ALGORITHMS, PRIMARY_METRICS
 from opml.naming import RULE, check_name, is_name
 
 BACKENDS = ("local", "azureml")
@@ -74,6 +75,9 @@ class DatasetSpec(_Strict):
     path: str | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     label_column: str
+    # Columns whose values are known only after the outcome (they leak it into training); the
+    # leakage guardrail names them. The bank data's `duration` (the call's length) is one.
+    post_outcome_columns: list[str] = []
 
     _name = field_validator("name")(named("dataset"))
 
@@ -97,6 +101,8 @@ def known_models(v: list[str] | None) -> list[str] | None:
     for name in v or []:
         if name not in ALGORITHMS:
             raise ValueError(f"unknown model {name!r}; allowed: {', '.join(ALGORITHMS)}")
+        if name == "CatBoostClassifier" and importlib.util.find_spec("catboost") is None:
+            raise ValueError("CatBoostClassifier needs the catboost package: pip install 'opml[catboost]'")
     return v
 
 
@@ -132,6 +138,9 @@ class AutoMLSettings(_Strict):
     # "one_se" takes the cheapest to score (fewest tree leaves) among those within one standard
     # error of the top score (opml.automl.selection).
     model_selection: Literal["best", "one_se"] = "one_se"
+    # Feature columns left out of training, e.g. a post-outcome column (dataset.post_outcome_columns);
+    # each must be a column of the data. `opml train --drop-columns a,b` overrides it.
+    drop_columns: list[str] = []
     dataset: DatasetSpec
 
     _known_metric = field_validator("primary_metric")(known_metric)
@@ -157,6 +166,8 @@ class AutoMLSettings(_Strict):
             )
         if self.allowed_models is not None and not set(self.allowed_models) - set(self.blocked_models):
             raise ValueError("allowed_models minus blocked_models leaves no model to try")
+        if self.label in self.drop_columns:
+            raise ValueError(f"drop_columns names the label column {self.label!r}; it cannot be dropped")
         return self
 
     @property
@@ -172,7 +183,7 @@ class AutoMLSettings(_Strict):
 
     def models(self) -> list[str]:
         """Algorithms the search may use, in catalogue order."""
-        allowed = self.allowed_models if self.allowed_models is not None else list(ALGORITHMS)
+        allowed = self.allowed_models if self.allowed_models is not None else list(DEFAULT_ALGORITHMS)
         return [m for m in ALGORITHMS if m in allowed and m not in self.blocked_models]
 
     @staticmethod
@@ -194,6 +205,8 @@ class AutoMLSettings(_Strict):
             raise OpmlError(f"time budget must be positive (got {budget:g})", "pass --time-budget SECONDS > 0")
         if trials is not None and trials < 1:
             raise OpmlError(f"max trials must be at least 1 (got {trials})", "pass --max-trials N >= 1")
+        if self.label in (given.get("drop_columns") or []):
+            raise OpmlError(f"--drop-columns names the label column {self.label!r}", "drop feature columns only")
         updates = self.override_updates(**given)
         return AutoMLSettings.model_validate(self.model_dump() | updates) if updates else self
 

@@ -32,6 +32,8 @@ XGB = {"n_estimators": 60, "learning_rate": 0.1, "max_depth": 6, "min_child_weig
        "colsample_bytree": 0.8, "reg_lambda": 1.0, "reg_alpha": 1e-3}
 FOREST = {"n_estimators": 30, "max_features": 0.5, "min_samples_leaf": 3, "criterion": "gini", "max_samples": 0.5}
 LR = {"C": 1.0, "class_weight": "none"}
+CATBOOST = {"n_estimators": 80, "learning_rate": 0.1, "depth": 5, "l2_leaf_reg": 3.0}  # one-hot categories
+CATBOOST_CTR = {**CATBOOST, "one_hot_max_size": 2}  # target statistics over single columns (and a one-hot)
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +123,8 @@ def _check(model: OpmlClassifier, data, *, trees: bool = True, singles: int = 15
     ("XGBoostClassifier", XGB, "StandardScalerWrapper"),
     ("RandomForest", FOREST, "SparseNormalizer"),
     ("ExtremeRandomTrees", {**FOREST, "criterion": "entropy"}, "MaxAbsScaler"),
+    ("CatBoostClassifier", CATBOOST, "MaxAbsScaler"),
+    ("CatBoostClassifier", CATBOOST_CTR, "StandardScalerWrapper"),
     ("LogisticRegression", LR, "StandardScalerWrapper"),
     ("LogisticRegression", LR, "MinMaxScaler"),
     ("LogisticRegression", {"C": 0.1, "class_weight": "balanced"}, "RobustScaler"),
@@ -162,12 +166,19 @@ def test_booster_path_parity(data):
     assert all(e.startswith("booster") for e in scorer.engines), scorer.inference
 
 
+def test_voting_with_a_catboost_member_parity(data):
+    members = [CandidatePipeline("CatBoostClassifier", CATBOOST, scaler="MaxAbsScaler", n_jobs=1),
+               CandidatePipeline("LightGBM", LGBM, scaler="MaxAbsScaler", n_jobs=1)]
+    scorer = _check(_fit(VotingModel(members, [0.6, 0.4]), data), data, singles=40)
+    assert type(scorer) is VotingScorer and scorer.engines == ["kernel", "kernel"], scorer.inference
+
+
 def test_multiclass_parity(bank_csv):
     df = pd.read_csv(bank_csv).sample(4000, random_state=2).reset_index(drop=True)
     y = df.pop("marital").astype(str).to_numpy()
     df = df.drop(columns=["response"])
     for algorithm, params in (("LightGBM", LGBM), ("XGBoostClassifier", XGB), ("RandomForest", FOREST),
-                              ("LogisticRegression", LR)):
+                              ("LogisticRegression", LR), ("CatBoostClassifier", CATBOOST_CTR)):
         model = OpmlClassifier(CandidatePipeline(algorithm, params, scaler="MaxAbsScaler", n_jobs=1)).fit(df, y)
         columns, example = schema_columns(model)
         scorer = compile_model(model, "test:1", columns, example)
@@ -228,7 +239,8 @@ def test_high_cardinality_categorical_parity(bank_csv):
     level = (rng.integers(0, 150, len(df)) + np.where(y == "yes", 7, 0)) % 150
     df["area"] = [f"a{v}" for v in level]
     df.loc[rng.random(len(df)) < 0.05, "area"] = None
-    for algorithm, params in (("LightGBM", {**LGBM, "min_child_samples": 5}), ("XGBoostClassifier", XGB)):
+    for algorithm, params in (("LightGBM", {**LGBM, "min_child_samples": 5}), ("XGBoostClassifier", XGB),
+                              ("CatBoostClassifier", CATBOOST), ("CatBoostClassifier", CATBOOST_CTR)):
         model = OpmlClassifier(CandidatePipeline(algorithm, params, scaler="MaxAbsScaler", n_jobs=1)).fit(df, y)
         columns, example = schema_columns(model)
         scorer = compile_model(model, "test:1", columns, example)
@@ -266,6 +278,54 @@ def test_lightgbm_category_codes_at_the_edges(bank_csv):
     assert np.abs(forest.margins(Z)[:, 0] - want).max() == 0.0  # bitmask kernel, 400 rows
     for i in range(0, len(Z), 7):
         assert forest.margins(Z[i: i + 2])[:, 0].tolist() == want[i: i + 2].tolist()  # walker, 2 rows
+
+
+def test_catboost_codes_at_the_edges(bank_csv):
+    """Category splits read a table over the codes (entry 0: a code CatBoost never saw); float splits compare in
+    float32. Odd values must score as CatBoost scores them through CatBoostModel (codes cast to int64)."""
+    from opml.automl.catboost_model import CatBoostModel
+
+    df = pd.read_csv(bank_csv).sample(6000, random_state=6)
+    y = (df.pop("response") == "yes").to_numpy().astype(int)
+    num = df.select_dtypes("number").to_numpy(float)
+    cat = df.select_dtypes(exclude="number").apply(lambda s: s.astype("category").cat.codes).to_numpy(float).copy()
+    cat[::50, 0] = -1.0  # code -1 (a missing category) is a level CatBoost saw in training here
+    X = np.hstack([cat, num])
+    cats = tuple(range(cat.shape[1]))
+    odd = np.array([-3.0, -2.0, -1.9, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 2.7, 11.0, 11.99, 12.0, 13.0, 1e10, -1e10,
+                    np.nan])
+    rng = np.random.default_rng(0)
+    for params in (CATBOOST, CATBOOST_CTR):
+        model = CatBoostModel({"one_hot_max_size": 255, "max_ctr_complexity": 1, **params}, cats).fit(X, y)
+        forest, kind = treecompile.catboost_forest(model, X.shape[1])
+        assert kind == "binary"
+        assert int((forest._arrays["kind"] == 2).sum()) > 0  # category splits are in use
+        Z = X[rng.integers(0, len(X), 400)].copy()
+        for j in cats:
+            Z[:, j] = np.where(rng.random(len(Z)) < 0.5, rng.choice(odd, len(Z)), Z[:, j])
+        Z[rng.random(Z.shape) < 0.02] = np.nan  # NaN float features too
+        want = model.catboost_.predict(model._frame(Z), prediction_type="RawFormulaVal")
+        assert np.abs(forest.margins(Z)[:, 0] - want).max() < 1e-9
+        probe = forest.probe_rows()
+        want = model.catboost_.predict(model._frame(probe), prediction_type="RawFormulaVal")
+        assert np.abs(forest.margins(probe)[:, 0] - want).max() < 1e-9
+
+
+def test_catboost_that_cannot_compile_says_why(data, monkeypatch, tmp_path):
+    """Target statistics over feature combinations, or no C compiler: CannotCompile naming the reason, so the
+    endpoint takes the plain path (ModelScorer) and says why; trees=False keeps CatBoost's own predict."""
+    combos = _fit(CandidatePipeline("CatBoostClassifier", {**CATBOOST_CTR, "max_ctr_complexity": 3}, n_jobs=1), data)
+    columns, example = schema_columns(combos)
+    with pytest.raises(CannotCompile, match="CatBoost target statistics over feature combinations"):
+        compile_model(combos, "test:1", columns, example)
+    scorer = _check(combos, data, trees=False, singles=10)
+    assert scorer.engines == ["catboost (tree kernel disabled)"]
+    model = _fit(CandidatePipeline("CatBoostClassifier", CATBOOST, n_jobs=1), data)
+    monkeypatch.setenv("OPML_NO_CC", "1")
+    monkeypatch.setenv("OPML_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(treecompile, "_oblivious_library", Library(treecompile._load_oblivious))
+    with pytest.raises(CannotCompile, match=r"CatBoost model not compiled: no C compiler \(gcc\) to build"):
+        compile_model(model, "test:1", columns, example)
 
 
 def test_plain_model_scorer_serves_what_cannot_be_compiled(data):

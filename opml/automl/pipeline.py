@@ -107,6 +107,8 @@ def scoring_cost(model: Any) -> int:
         return sum(int(line[11:]) for line in text.splitlines() if line.startswith("num_leaves="))
     if kind == "XGBClassifier":
         return sum(tree.count("leaf=") for tree in model.get_booster().get_dump())
+    if kind == "CatBoostModel":
+        return model.leaf_count()
     if hasattr(model, "estimators_") and all(hasattr(e, "tree_") for e in model.estimators_):
         return int(sum(e.tree_.n_leaves for e in model.estimators_))
     if hasattr(model, "coef_"):

@@ -185,12 +185,14 @@ def evaluate_candidate(
         algo, dict(params), scaler=scaler, frequency=frequency, featurization=ctx.featurization, kinds=ctx.kinds,
         n_jobs=ctx.n_jobs, random_state=ctx.seed,
     )
+    fold_models: list[Any] = []
     try:
         oof, fit_seconds, cost = cross_validate(candidate, ctx.data, deadline=ctx.clock.search_end() + 2.0,
-                                          workers=ctx.workers)
+                                          workers=ctx.workers, models=fold_models)
         if not np.all(np.isfinite(oof)):
             raise ValueError("the model produced non-finite probabilities")
         result.oof = oof
+        result.fold_models = fold_models
         result.fit_seconds = fit_seconds
         result.scoring_cost = cost
         result.score = primary_score(ctx.metric, ctx.data.y_eval, oof)

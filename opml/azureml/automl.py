@@ -10,6 +10,7 @@ from typing import Any
 
 from opml.config import AutoMLSettings
 from opml.errors import ConfigError
+from opml.names import OPML_ONLY_ALGORITHMS
 
 # opml metric name (as automl.yaml and AutoML's logged metrics spell it) -> ClassificationPrimaryMetrics value.
 PRIMARY_METRICS = {
@@ -40,7 +41,7 @@ MAPPING = {
     "featurization": "featurization.mode",
     "dataset": "training_data (the MLTable asset) and target_column_name",
 }
-NO_AZURE_MEANING = ("decision_threshold", "model_selection", "random_seed")
+NO_AZURE_MEANING = ("decision_threshold", "model_selection", "random_seed", "drop_columns")
 
 
 def unmapped_note(settings: AutoMLSettings) -> str:
@@ -72,6 +73,10 @@ def build_job(settings: AutoMLSettings, *, compute: str, training_data: str, nam
     from azure.ai.ml.constants import AssetTypes
 
     metric = azure_metric(settings.primary_metric)
+    opml_only = [m for m in settings.allowed_models or [] if m in OPML_ONLY_ALGORITHMS]
+    if opml_only:
+        raise ConfigError(f"automl.yaml: allowed_models: {', '.join(opml_only)} is opml's addition, not an Azure "
+                          "AutoML algorithm", "remove it from allowed_models, or train with the local backend")
     kwargs: dict[str, Any] = {}
     if settings.validation_size is not None:
         kwargs["validation_data_size"] = settings.validation_size
@@ -90,7 +95,8 @@ def build_job(settings: AutoMLSettings, *, compute: str, training_data: str, nam
                    max_trials=settings.max_trials, exit_score=settings.experiment_exit_score,
                    enable_early_termination=settings.enable_early_stopping)
     job.set_training(allowed_training_algorithms=settings.allowed_models,
-                     blocked_training_algorithms=settings.blocked_models or None,
+                     blocked_training_algorithms=[m for m in settings.blocked_models
+                                                  if m not in OPML_ONLY_ALGORITHMS] or None,
                      enable_vote_ensemble=settings.enable_voting_ensemble,
                      enable_stack_ensemble=settings.enable_stack_ensemble)
     job.set_featurization(mode=settings.featurization)

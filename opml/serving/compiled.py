@@ -7,13 +7,17 @@ or in how unseen codes are written), so it is computed once per request: row by 
 for small requests, column by column for larger ones. Tree models go through the C kernel of
 opml.serving.treecompile (checked against the library on split-probing rows when compiled); without
 a compiler, or for a layout the kernel does not express, the library's own predict is kept and
-`inference` says why. LogisticRegression is its predict_proba's numpy operations.
+`inference` says why. LogisticRegression is its predict_proba's numpy operations. CatBoost goes
+through its oblivious-tree kernel or not at all: a CatBoost model the kernel cannot express raises
+CannotCompile, so the endpoint serves the plain model and says why.
 
 Probabilities match the trained model's predict_proba within 1e-6 (tests/test_compiled.py). Pipelines
 this cannot express raise CannotCompile with the reason, and the caller falls back to the plain
 model. `compile_model` returns a SingleScorer, VotingScorer or StackScorer (one CompiledScorer subclass
 per estimator kind); its `read` returns a Batch saying which reader filled it (C or Python), and
-`labels` applies opml.automl.threshold.decide, the rule of OpmlClassifier.predict.
+`labels` applies opml.automl.threshold.decide, the rule of OpmlClassifier.predict. A calibrated model's map
+is applied to the combined probabilities by opml.automl.model.calibrated, the function predict_proba uses.
+A bag of cross-validation fold models (opml.automl.ensemble.fold_bag) is a VotingModel: a VotingScorer.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 
 from opml.automl.ensemble import StackModel, VotingModel, _stack_features, meta_proba
 from opml.automl.featurize import level_codes, onehot
+from opml.automl.model import calibrated
 from opml.automl.pipeline import CandidatePipeline
 from opml.automl.threshold import decide, decision_of
 from opml.serving.cbuild import CannotCompile
@@ -311,8 +316,12 @@ def _compile_model(model: Any, width: int, trees: bool = True) -> tuple[Callable
             why = str(exc)
         except Exception as exc:  # an unexpected model layout: keep the library's predict, say why
             why = f"tree kernel failed: {type(exc).__name__}: {exc}"
+        if kind == "CatBoostModel":  # CatBoost's own predict needs a DataFrame per call: the plain path, saying why
+            raise CannotCompile(f"CatBoost model not compiled: {why}")
     if kind == "LogisticRegression":
         return fallback, "numpy"
+    if kind == "CatBoostModel":
+        return fallback, f"catboost ({why})"
     return fallback, f"{'booster' if kind in ('LGBMClassifier', 'XGBClassifier') else 'sklearn'} ({why})"
 
 
@@ -339,11 +348,14 @@ def _library_predict(model: Any, kind: str) -> Callable[[np.ndarray], np.ndarray
         return lambda Z: np.asarray(model.predict_proba(Z), dtype=np.float64)
     if kind == "LogisticRegression":
         return _logistic(model)
+    if kind == "CatBoostModel":
+        model.set_params(n_jobs=1)
+        return lambda Z: model.predict_proba(Z)
     raise CannotCompile(f"model {kind} is not compiled")
 
 
 SELF_CHECK_TOL = 5e-7
-_TREE_MODELS = ("LGBMClassifier", "XGBClassifier", "RandomForestClassifier", "ExtraTreesClassifier")
+_TREE_MODELS = ("LGBMClassifier", "XGBClassifier", "RandomForestClassifier", "ExtraTreesClassifier", "CatBoostModel")
 
 
 def _xgb_best(model: Any) -> int | None:
@@ -384,6 +396,18 @@ def _tree_kernel(model: Any, kind: str, width: int) -> tuple[Callable[[np.ndarra
             e = np.exp(m)
             return (e / e.sum(axis=1, keepdims=True)).astype(np.float64)
         return xgb, forest.probe_rows
+    if kind == "CatBoostModel":
+        oblivious, objective = tc.catboost_forest(model, width)
+
+        def catboost(Z: np.ndarray) -> np.ndarray:
+            m = oblivious.margins(Z)
+            if objective == "binary":
+                p = 1.0 / (1.0 + np.exp(-m[:, 0]))  # CatBoost's sigmoid, in double
+                return np.column_stack([1.0 - p, p])
+            m = m - m.max(axis=1, keepdims=True)
+            e = np.exp(m)
+            return e / e.sum(axis=1, keepdims=True)
+        return catboost, oblivious.probe_rows
     forest = tc.sklearn_forest(model, width)
     n_trees = len(model.estimators_)
 
@@ -439,14 +463,16 @@ class CompiledScorer(ABC):
         blocks: Blocks = {}
         members, what = self._compile(model.estimator_, blocks, trees)
         self._threshold, self._pos = decision_of(model)
+        self._calibration = getattr(model, "calibration_", None)  # the model's own map (opml.automl.calibration)
         engines = sorted({m.engine for m in members})
         self.engines = [m.engine for m in members]
         self._blocks = list(blocks.values())
         self._reader, why = _reader(columns, self._blocks)
         self._index = self._reader.index if self._reader is not None else {}
         batches = "C record reader" if self._reader is not None else f"Python record reader ({why})"
+        calibration = f"; calibration: {self._calibration['method']}" if self._calibration else ""
         self.inference = (f"compiled ({what}; models: {', '.join(engines)}; {len(blocks)} shared feature block(s); "
-                          f"batches: {batches})")
+                          f"batches: {batches}{calibration})")
 
     @abstractmethod
     def _compile(self, inner: Any, blocks: Blocks, trees: bool) -> tuple[list[CompiledPipeline], str]:
@@ -458,7 +484,7 @@ class CompiledScorer(ABC):
 
     def predict_proba(self, cols: dict[str, Sequence[Any]]) -> np.ndarray:
         n = len(next(iter(cols.values()))) if cols else 0
-        return self.proba(cols, n)
+        return calibrated(self.proba(cols, n), self._calibration, self._pos)
 
     def read(self, records: list[Any]) -> Batch:
         """Checked request records, ready for predict_batch (RequestError names a bad record)."""
@@ -469,9 +495,10 @@ class CompiledScorer(ABC):
     def predict_batch(self, batch: Batch) -> np.ndarray:
         matrix = batch.matrix
         if matrix is None:
-            return self.proba(batch.columns, batch.rows)
+            return calibrated(self.proba(batch.columns, batch.rows), self._calibration, self._pos)
         index = self._index  # the C reader's matrix: every block computed from it up front
-        return self.proba(None, batch.rows, {id(b): b.from_matrix(matrix, index) for b in self._blocks})
+        proba = self.proba(None, batch.rows, {id(b): b.from_matrix(matrix, index) for b in self._blocks})
+        return calibrated(proba, self._calibration, self._pos)
 
     def labels(self, proba: np.ndarray) -> list[str]:
         return self._labels[decide(proba, self._threshold, self._pos)].tolist()

@@ -1,4 +1,4 @@
-"""Tree ensembles (LightGBM, XGBoost, sklearn forests) flattened into tables and scored by a small C kernel.
+"""Tree ensembles (LightGBM, XGBoost, sklearn forests, CatBoost) flattened into tables and scored by small C kernels.
 
 The C source (opml/serving/csrc/treekernel.c, package data) knows nothing about a particular model: it
 is compiled once per machine with gcc by opml.serving.cbuild (-O3 -march=native, cached on disk) and
@@ -20,6 +20,11 @@ Each library's exact decision rule is reproduced per forest ("mode"):
   the set right, any other (or an invalid one) left; margins summed in float32 in tree order.
 - sklearn trees: `(double)(float)x <= t` goes left (sklearn predicts on float32 input); NaN follows
   `missing_go_to_left`; each leaf holds the tree's stored class fractions, summed in double.
+- CatBoost (its own kernel, opml/serving/csrc/catboost.c): oblivious trees, one split per level, the leaf
+  index made of the levels' bits; float splits are `(float)x > border`, category splits (one-hot, or
+  target statistics over one column) a table over the column's codes read from the model's own leaf
+  indexes; leaf values summed in double, then CatBoost's scale and bias. Target statistics over feature
+  combinations raise CannotCompile.
 
 Anything else (dart boosters, linear trees, LightGBM zero-as-missing, unknown objectives) raises
 CannotCompile and the caller keeps the library's own predict; so does a machine without a C
@@ -30,6 +35,8 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -432,3 +439,194 @@ def sklearn_forest(model: Any, n_features: int) -> CompiledForest:
         b.roots.append(int(ref[0]))
         b.group.append(0)
     return CompiledForest(b, classes, MODE_SKLEARN, np.zeros(classes), n_features)
+
+
+# ---- CatBoost (oblivious trees) ------------------------------------------------------------------------------
+class _Oblivious(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_void_p) for name in ("feat", "kind", "border", "table_off", "table_len", "tables",
+                                                      "depth", "tree_split", "leaf_off", "leaves")] + \
+               [("n_splits", ctypes.c_int32), ("n_trees", ctypes.c_int32), ("dim", ctypes.c_int32)]
+
+
+def _load_oblivious() -> Any:
+    target = build("oblivious", source("catboost.c"), what="CatBoost kernel")
+    try:
+        lib = ctypes.CDLL(str(target))
+    except OSError as exc:
+        raise CannotCompile(f"cannot load the CatBoost kernel: {exc}") from exc
+    fn = lib.opml_oblivious_predict
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    fn.restype = None
+    return fn
+
+
+_oblivious_library = Library(_load_oblivious)
+
+
+class CompiledOblivious:
+    """Raw sums of CatBoost's oblivious trees: `margins(Z)` -> (n, dim) float64, scale * sum + bias."""
+
+    def __init__(self, splits: list[tuple[int, int, float, bytes]], trees: list[tuple[list[int], list[float]]],
+                 dim: int, scale: float, bias: np.ndarray, n_features: int, cat_levels: dict[int, int]) -> None:
+        self._fn = _oblivious_library.get()
+        self.n_features = n_features
+        self.cat_levels = cat_levels  # categorical column -> codes 0..n-1 the model saw (for probe rows)
+        self.dim = dim
+        self.scale = float(scale)
+        self.bias = np.asarray(bias, dtype=np.float64).reshape(dim)
+        tables = b"".join(t for *_, t in splits)
+        offsets = np.cumsum([0, *(len(t) for *_, t in splits)])[:-1]
+        self._arrays = {
+            "feat": np.asarray([f for f, *_ in splits] or [0], dtype=np.int32),
+            "kind": np.asarray([k for _, k, *_ in splits] or [0], dtype=np.int32),
+            "border": np.asarray([b for _, _, b, _ in splits] or [0.0], dtype=np.float32),
+            "table_off": np.asarray([*offsets, 0], dtype=np.int32),
+            "table_len": np.asarray([len(t) for *_, t in splits] or [0], dtype=np.int32),
+            "tables": np.frombuffer(tables or b"\0", dtype=np.uint8).copy(),
+            "depth": np.asarray([len(s) for s, _ in trees] or [0], dtype=np.int32),
+            "tree_split": np.asarray([i for s, _ in trees for i in s] or [0], dtype=np.int32),
+            "leaf_off": np.asarray(np.cumsum([0, *(len(v) for _, v in trees)])[:-1].tolist() or [0], dtype=np.int64),
+            "leaves": np.asarray([v for _, values in trees for v in values] or [0.0], dtype=np.float64),
+        }
+        a = self._arrays
+        self._struct = _Oblivious(*(a[name].ctypes.data for name in ("feat", "kind", "border", "table_off",
+                                                                       "table_len", "tables", "depth", "tree_split",
+                                                                       "leaf_off", "leaves")),
+                                  len(splits), len(trees), dim)
+        self._ptr = ctypes.addressof(self._struct)
+        self.n_trees = len(trees)
+        self.float_splits = [(f, b) for f, k, b, _ in splits if k != 2]
+
+    def margins(self, Z: np.ndarray) -> np.ndarray:
+        Z = np.ascontiguousarray(Z, dtype=np.float64)
+        if Z.ndim != 2 or Z.shape[1] != self.n_features:
+            raise ValueError(f"expected {self.n_features} features, got shape {Z.shape}")
+        out = np.zeros((Z.shape[0], self.dim))
+        self._fn(self._ptr, Z.ctypes.data, Z.shape[0], Z.shape[1], out.ctypes.data)
+        out *= self.scale
+        out += self.bias
+        return out
+
+    def probe_rows(self, n: int = 256, seed: int = 0) -> np.ndarray:
+        """Rows that exercise the splits: float values at, just around and between the borders (in float32),
+        NaN, and every category code the model saw, -1 and codes it never saw."""
+        rng = np.random.default_rng(seed)
+        Z = rng.normal(size=(n, self.n_features))
+        for j in range(self.n_features):
+            if j in self.cat_levels:
+                Z[:, j] = rng.integers(-3, self.cat_levels[j] + 3, n).astype(np.float64)
+                continue
+            borders = np.asarray([b for f, b in self.float_splits if f == j], dtype=np.float32)
+            if len(borders):
+                pick = borders[rng.integers(0, len(borders), n)]
+                up = np.nextafter(pick, np.float32(np.inf))
+                down = np.nextafter(pick, np.float32(-np.inf))
+                choice = rng.integers(0, 5, n)
+                spread = pick.astype(np.float64) + rng.normal(size=n) * (1 + np.abs(pick))
+                Z[:, j] = np.select([choice == 0, choice == 1, choice == 2, choice == 3],
+                                    [pick, up, down, np.nextafter(pick.astype(np.float64), np.inf)], spread)
+            Z[rng.random(n) < 0.05, j] = np.nan
+        return Z
+
+
+def catboost_forest(model: Any, n_features: int) -> tuple[CompiledOblivious, str]:
+    """(oblivious forest, objective kind "binary"|"multiclass") of a fitted opml CatBoostModel.
+
+    Float splits are kept as borders. Category splits (one-hot, and target statistics over a single
+    categorical column) depend on that column's code alone, so each becomes a table over the codes,
+    read from the model itself: CatBoost's leaf indexes on rows that vary one categorical column.
+    Target statistics over feature combinations raise CannotCompile.
+    """
+    booster = model.catboost_
+    with tempfile.TemporaryDirectory(prefix="opml-catboost-") as tmp:
+        path = os.path.join(tmp, "model.json")
+        booster.save_model(path, format="json")
+        with open(path, encoding="utf-8") as fh:
+            d = json.load(fh)
+    if "oblivious_trees" not in d:
+        raise CannotCompile("CatBoost non-symmetric trees are not compiled")
+    info = d.get("features_info", {})
+    if info.get("text_features") or info.get("embedding_features"):
+        raise CannotCompile("CatBoost text or embedding features are not compiled")
+    for ctr in info.get("ctrs", []):
+        elements = ctr.get("elements", [])
+        if len(elements) != 1 or elements[0].get("combination_element") != "cat_feature_value":
+            raise CannotCompile("CatBoost target statistics over feature combinations are not compiled")
+    loss = str(d.get("model_info", {}).get("params", {}).get("loss_function", {}).get("type", ""))
+    trees_json = d["oblivious_trees"]
+    scale, bias = d.get("scale_and_bias", [1.0, [0.0]])
+    bias = np.atleast_1d(np.asarray(bias, dtype=np.float64))
+    dim = len(bias)
+    if loss == "Logloss" and dim == 1:
+        kind = "binary"
+    elif loss == "MultiClass" and dim >= 2:
+        kind = "multiclass"
+    else:
+        raise CannotCompile(f"CatBoost loss {loss or 'unknown'} is not compiled")
+    floats = {int(f["feature_index"]): (int(f["flat_feature_index"]), str(f.get("nan_value_treatment", "AsIs")))
+              for f in info.get("float_features", [])}
+    cat_flat = {int(c["feature_index"]): int(c["flat_feature_index"]) for c in info.get("categorical_features", [])}
+    cat_levels = {int(j): int(n) for j, n in zip(model.cat_features, model.cat_levels_, strict=True)}
+
+    split_id: dict[int, int] = {}
+    splits: list[tuple[int, int, float, bytes]] = []
+    cat_splits: dict[int, list[tuple[int, int]]] = {}  # split -> [(tree, level)] where it is tested
+    trees: list[tuple[list[int], list[float]]] = []
+    for t, tree in enumerate(trees_json):
+        ids = []
+        for level, s in enumerate(tree["splits"]):
+            key = int(s["split_index"])
+            if key not in split_id:
+                split_id[key] = len(splits)
+                if s["split_type"] == "FloatFeature":
+                    flat, nan = floats[int(s["float_feature_index"])]
+                    splits.append((flat, 1 if nan == "AsTrue" else 0, float(s["border"]), b""))
+                elif s["split_type"] in ("OneHotFeature", "OnlineCtr"):
+                    flat = cat_flat[int(s["cat_feature_index"])] if "cat_feature_index" in s else -1
+                    splits.append((flat, 2, 0.0, b""))
+                else:
+                    raise CannotCompile(f"CatBoost {s['split_type']} splits are not compiled")
+            ids.append(split_id[key])
+            if splits[split_id[key]][1] == 2:
+                cat_splits.setdefault(split_id[key], []).append((t, level))
+        values = [float(v) for v in tree["leaf_values"]]
+        if len(values) != (1 << len(ids)) * dim:
+            raise CannotCompile("CatBoost tree with an unexpected number of leaf values")
+        trees.append((ids, values))
+    if cat_splits:
+        _category_tables(model, splits, cat_splits, cat_levels, n_features)
+    return CompiledOblivious(splits, trees, dim, float(scale), bias, n_features, cat_levels), kind
+
+
+def _category_tables(model: Any, splits: list[tuple[int, int, float, bytes]],
+                     cat_splits: dict[int, list[tuple[int, int]]], cat_levels: dict[int, int], n_features: int) -> None:
+    """Fill each category split's table (entry 0: a code never seen, c + 2: code c) from CatBoost's own leaf
+    indexes on rows that vary one categorical column at a time (others fixed): a one-hot or single-column
+    target-statistic split depends on its column alone."""
+    columns = sorted(cat_levels)
+    blocks, starts = [], {}
+    at = 0
+    for j in columns:
+        codes = np.arange(-2, cat_levels[j], dtype=np.float64)  # -2: never produced by the featurizer, so unseen
+        block = np.zeros((len(codes), n_features))
+        block[:, j] = codes
+        blocks.append(block)
+        starts[j] = at
+        at += len(codes)
+    if not blocks:
+        raise CannotCompile("CatBoost category split without categorical columns")
+    rows = np.vstack(blocks)
+    leaf = np.asarray(model.catboost_.calc_leaf_indexes(model._frame(rows), thread_count=1), dtype=np.int64)
+    for s, places in cat_splits.items():
+        t, level = places[0]
+        bits = (leaf[:, t] >> level) & 1
+        owner = [j for j in columns if np.ptp(bits[starts[j]: starts[j] + cat_levels[j] + 2]) > 0]
+        flat = splits[s][0]
+        if len(owner) > 1 or (flat >= 0 and owner and owner != [flat]):
+            raise CannotCompile("CatBoost category split depending on several columns is not compiled")
+        j = owner[0] if owner else (flat if flat >= 0 else columns[0])
+        table = bits[starts[j]: starts[j] + cat_levels[j] + 2].astype(np.uint8)
+        for t2, level2 in places[1:]:  # the same split tested elsewhere must read the same
+            if not np.array_equal((leaf[starts[j]: starts[j] + len(table), t2] >> level2) & 1, table):
+                raise CannotCompile("CatBoost category split reads differently in two trees")
+        splits[s] = (j, 2, 0.0, table.tobytes())
