@@ -416,7 +416,9 @@ def test_a_killed_worker_is_restarted_within_a_second_logged_and_reported(deploy
         load.kill()
     assert forked < 1.0 and serving < 1.0, (forked, serving)  # under ab -c 4 on the same cores
     assert re.search(r"Complete requests:\s+6000", out), out + err
-    assert int(re.search(r"Failed requests:\s+(\d+)", out).group(1)) <= 4  # at most the killed worker's in-flight
+    # at most the killed worker's in-flight requests (4), each of which ab may count twice (Receive and Length)
+    failed = re.search(r"Failed requests:\s+(\d+)(.*?)\n(?=\S)", out, re.S)
+    assert int(failed.group(1)) <= 8, failed.group(0)
     after = _show(proj, name)
     assert after["state"] == "Healthy" and after["workers"]["restarts"] == 1
     assert sorted(after["workers"]["pids"]) == sorted([survivor, new])
