@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -32,6 +33,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from opml.processes import group_members  # noqa: E402  (light: stdlib only)
+
 NAME = "faults"
 DETECT_S = 60.0  # how long to wait for a killed run to show Failed
 ENDPOINT_ROWS = ("worker", "soak", "slowloris", "supervisor")  # --only names, in the order they run
@@ -74,17 +77,6 @@ class Bench:
 # ------------------------------------------------------------------------------------------ process probes
 
 
-def group(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group `pgid`."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(stat.parent.name))
-    return pids
 
 
 def with_args(*marks: str) -> list[int]:
@@ -134,7 +126,13 @@ def ab_result(proc: subprocess.Popen, timeout: float = 900) -> dict:
     out, err = proc.communicate(timeout=timeout)
     if "Requests per second" not in out:
         raise RuntimeError(f"ab: {err.strip()[-200:]}")
-    return parse(out)
+    result = parse(out)
+    # ab counts a request whose connection is reset under Receive and again under Length: the distinct failed
+    # requests are Connect + Receive + Exceptions (+ any Length error beyond the Receive ones)
+    m = re.search(r"\(Connect: (\d+), Receive: (\d+), Length: (\d+), Exceptions: (\d+)\)", out)
+    connect, receive, length, exceptions = map(int, m.groups()) if m else (0, 0, result["failed_requests"], 0)
+    result["distinct_failed"] = connect + receive + exceptions + max(0, length - receive)
+    return result
 
 
 # ------------------------------------------------------------------------------------------ the endpoint rows
@@ -171,7 +169,7 @@ def kill_one_worker(ep: Endpoint) -> tuple[str, str, bool]:
     victim = workers[0]
     load = ab(ep.url, ep.payload, ep.key, 20_000, 8)
     time.sleep(2.0)
-    before = set(group(sup))
+    before = set(group_members(sup))
     seen: list[int] = []  # serving workers at each look at the state file (what `endpoint show` counts)
 
     def back() -> bool:
@@ -181,16 +179,17 @@ def kill_one_worker(ep: Endpoint) -> tuple[str, str, bool]:
 
     os.kill(victim, signal.SIGKILL)
     t0 = time.monotonic()
-    new, forked = wait_for(lambda: set(group(sup)) - before, 5.0, 0.002)
+    new, forked = wait_for(lambda: set(group_members(sup)) - before, 5.0, 0.002)
     wait_for(back, 120.0, 0.005)
     serving_s = time.monotonic() - t0
     result = ab_result(load)
     after = ep.show()
     log = (ep.bench.root / "logs" / "endpoints" / f"{NAME}.log").read_text()
     logged = sum(f"worker {victim} " in ln and "restart" in ln for ln in log.splitlines())
-    failed = result["failed_requests"] + result["non_2xx_responses"]
+    failed = result["distinct_failed"] + result["non_2xx_responses"]
     low = min(seen)
-    text = (f"{failed} of {result['complete_requests']} failed; replacement forked in {forked * 1000:.0f} ms, "
+    text = (f"{failed} of {result['complete_requests']} failed (ab's count: {result['failed_requests']}); "
+            f"replacement forked in {forked * 1000:.0f} ms, "
             f"serving {serving_s * 1000:.0f} ms after the kill; show during: "
             f"{'Degraded' if low < len(workers) else 'Healthy'} ({low}/{len(workers)} alive), "
             f"after: {describe(after)}; {logged} restart line logged")
@@ -261,7 +260,7 @@ def kill_supervisor(ep: Endpoint) -> tuple[str, str, bool]:
     shown = ep.show()
     sup = shown["pid"]
     os.kill(sup, signal.SIGKILL)
-    _, gone = wait_for(lambda: not group(sup), 30.0, 0.01)
+    _, gone = wait_for(lambda: not group_members(sup), 30.0, 0.01)
     stopped = ep.show()["state"]
     t0 = time.monotonic()
     ep.bench.json("endpoint", "restart", NAME)
@@ -269,7 +268,7 @@ def kill_supervisor(ep: Endpoint) -> tuple[str, str, bool]:
     again = ep.show()
     text = (f"workers gone {gone:.2f} s after it (PR_SET_PDEATHSIG); show: {stopped}; `opml endpoint restart` "
             f"serving again in {restart_s:.1f} s: {describe(again)}")
-    return text, "no orphan worker, Stopped, restart serves", not group(sup) and stopped == "Stopped" and \
+    return text, "no orphan worker, Stopped, restart serves", not group_members(sup) and stopped == "Stopped" and \
         again["state"] == "Healthy"
 
 

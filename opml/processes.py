@@ -147,3 +147,16 @@ def start_ticks(pid: int | None) -> int | None:
 def same_process(pid: int | None, ticks: int | None) -> bool:
     """True while the process recorded as (`pid`, start_ticks(pid) == `ticks`) still runs."""
     return ticks is not None and start_ticks(pid) == ticks
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group `pgid` (an endpoint's supervisor and its workers)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import requests
 
+from opml.processes import group_members
 from tests.conftest import REPO, Project
 
 pytestmark = pytest.mark.timeout(900)
@@ -292,23 +293,13 @@ def test_deploy_argument_errors(deployed):
     assert "--experiment goes with --best" in proj.fails("deploy", "--model", "x", "--experiment", "e")
 
 
-def _group(pgid: int) -> list[int]:
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(stat.parent.name))
-    return pids
 
 
 def _deploy_two_workers(proj: Project, name: str) -> dict:
     ep = json.loads(proj.ok("deploy", "--best", "--name", name, "--json").stdout)  # workers: 2 (deploy.yaml)
     assert ep["settings"]["workers"] == 2
     # the supervisor deploy started (it serves nothing) and its two workers, both serving when deploy returns
-    assert len(_group(ep["pid"])) == 3
+    assert len(group_members(ep["pid"])) == 3
     assert _show(proj, name)["workers"]["alive"] == 2
     return ep
 
@@ -328,9 +319,9 @@ def test_workers_share_the_port_and_stop_together(deployed, bank_csv):
         assert re.search(r"opml_rows_scored_total\{[^}]*\} 20\n", text)
     proj.ok("endpoint", "delete", "multi")
     deadline = time.monotonic() + 15
-    while _group(ep["pid"]) and time.monotonic() < deadline:
+    while group_members(ep["pid"]) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _group(ep["pid"]) == [] and not shared.exists()
+    assert group_members(ep["pid"]) == [] and not shared.exists()
     assert not list((proj.ws / "run" / "endpoints").glob("multi.*.*"))  # ready files and counters cleaned up
 
 
@@ -339,9 +330,9 @@ def test_workers_stop_when_the_endpoint_process_is_killed(deployed):
     ep = _deploy_two_workers(proj, "orphans")
     os.kill(ep["pid"], signal.SIGKILL)  # a crash of the process deploy started: no worker may keep the port
     deadline = time.monotonic() + 15
-    while _group(ep["pid"]) and time.monotonic() < deadline:
+    while group_members(ep["pid"]) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _group(ep["pid"]) == []
+    assert group_members(ep["pid"]) == []
     assert json.loads(proj.ok("endpoint", "show", "orphans", "--json").stdout)["state"] == "Stopped"
     stale = proj.ws / "run" / "endpoints" / f"orphans.{ep['pid']}.metrics"
     assert stale.is_dir()  # the killed process never cleaned up: the next endpoint process does

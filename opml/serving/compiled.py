@@ -366,6 +366,15 @@ def _xgb_best(model: Any) -> int | None:
         return None
 
 
+def _link64(m: np.ndarray, objective: str) -> np.ndarray:
+    """Margins -> class probabilities in double, as LightGBM and CatBoost compute them (sigmoid or softmax)."""
+    if objective == "binary":
+        p = 1.0 / (1.0 + np.exp(-m[:, 0]))
+        return np.column_stack([1.0 - p, p])
+    m = m - m.max(axis=1, keepdims=True)
+    e = np.exp(m)
+    return e / e.sum(axis=1, keepdims=True)
+
 def _tree_kernel(model: Any, kind: str, width: int) -> tuple[Callable[[np.ndarray], np.ndarray], Callable]:
     """(Z -> probabilities through the C kernel, () -> rows probing every split)."""
     from opml.serving import treecompile as tc
@@ -374,13 +383,7 @@ def _tree_kernel(model: Any, kind: str, width: int) -> tuple[Callable[[np.ndarra
         forest, objective, _ = tc.lightgbm_forest(model.booster_, width)
 
         def lgbm(Z: np.ndarray) -> np.ndarray:
-            m = forest.margins(Z)
-            if objective == "binary":
-                p = 1.0 / (1.0 + np.exp(-m[:, 0]))  # LightGBM's sigmoid, in double
-                return np.column_stack([1.0 - p, p])
-            m = m - m.max(axis=1, keepdims=True)
-            e = np.exp(m)
-            return e / e.sum(axis=1, keepdims=True)
+            return _link64(forest.margins(Z), objective)
         return lgbm, forest.probe_rows
     if kind == "XGBClassifier":
         forest, objective, _ = tc.xgboost_forest(model.get_booster(), width, _xgb_best(model))
@@ -400,13 +403,7 @@ def _tree_kernel(model: Any, kind: str, width: int) -> tuple[Callable[[np.ndarra
         oblivious, objective = tc.catboost_forest(model, width)
 
         def catboost(Z: np.ndarray) -> np.ndarray:
-            m = oblivious.margins(Z)
-            if objective == "binary":
-                p = 1.0 / (1.0 + np.exp(-m[:, 0]))  # CatBoost's sigmoid, in double
-                return np.column_stack([1.0 - p, p])
-            m = m - m.max(axis=1, keepdims=True)
-            e = np.exp(m)
-            return e / e.sum(axis=1, keepdims=True)
+            return _link64(oblivious.margins(Z), objective)
         return catboost, oblivious.probe_rows
     forest = tc.sklearn_forest(model, width)
     n_trees = len(model.estimators_)
