@@ -145,3 +145,16 @@ def test_config_names_are_the_ones_the_engine_implements():
 
     assert set(CATALOGUE) == set(ALGORITHMS)
     assert set(PRIMARY_METRICS) <= set(METRIC_NAMES)
+
+
+def test_catboost_without_its_extra_is_a_one_line_config_error(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    from opml.config import known_models
+
+    assert known_models(["LightGBM", "CatBoostClassifier"]) == ["LightGBM", "CatBoostClassifier"]  # installed here
+    with monkeypatch.context() as m:
+        m.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "catboost" else real(name, *a))
+        with pytest.raises(ValueError, match=r"needs the catboost package: pip install 'opml\[catboost\]'"):
+            known_models(["LightGBM", "CatBoostClassifier"])

@@ -109,10 +109,13 @@ class CountingHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serving(root: Path) -> Iterator[str]:
-    """A real http.server on 127.0.0.1 serving `root` from a thread; yields its base URL."""
-    CountingHandler.hits = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(CountingHandler, directory=str(root)))
+def serving(root: Path, handler: type | None = None) -> Iterator[str]:
+    """A real http.server on 127.0.0.1 serving `root` from a thread (CountingHandler by default); yields its URL."""
+    if handler is None:
+        handler = CountingHandler
+        CountingHandler.hits = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -278,15 +281,8 @@ def faulty_http(tmp_path) -> Iterator[str]:
     root = tmp_path / "www-faulty"
     (root / "folder").mkdir(parents=True)
     (root / "notes.txt").write_text("just one line of text\n")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(FaultyHandler, directory=str(root)))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(root, FaultyHandler) as url:
+        yield url
 
 
 def closed_port() -> int:

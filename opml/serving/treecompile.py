@@ -75,19 +75,24 @@ def kernel() -> Any:
     return _library.get()
 
 
-def _load() -> Any:
-    target = build("forest", source("treekernel.c"), what="tree kernel")
+def _predictors(name: str, file: str, what: str, *symbols: str) -> tuple[Any, ...]:
+    """Build (or reuse) and load the C library `file`; its `symbols` as (model, X, rows, width, out) -> void."""
+    target = build(name, source(file), what=what)
     try:
         lib = ctypes.CDLL(str(target))
     except OSError as exc:
-        raise CannotCompile(f"cannot load the tree kernel: {exc}") from exc
-    walk = lib.opml_forest_predict
-    walk.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-    walk.restype = None
-    qs = lib.opml_forest_predict_qsv
-    qs.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-    qs.restype = None
-    return walk, qs
+        raise CannotCompile(f"cannot load the {what}: {exc}") from exc
+    fns = []
+    for symbol in symbols:
+        fn = getattr(lib, symbol)
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+        fn.restype = None
+        fns.append(fn)
+    return tuple(fns)
+
+
+def _load() -> Any:
+    return _predictors("forest", "treekernel.c", "tree kernel", "opml_forest_predict", "opml_forest_predict_qsv")
 
 
 _library = Library(_load)
@@ -449,15 +454,7 @@ class _Oblivious(ctypes.Structure):
 
 
 def _load_oblivious() -> Any:
-    target = build("oblivious", source("catboost.c"), what="CatBoost kernel")
-    try:
-        lib = ctypes.CDLL(str(target))
-    except OSError as exc:
-        raise CannotCompile(f"cannot load the CatBoost kernel: {exc}") from exc
-    fn = lib.opml_oblivious_predict
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-    fn.restype = None
-    return fn
+    return _predictors("oblivious", "catboost.c", "CatBoost kernel", "opml_oblivious_predict")[0]
 
 
 _oblivious_library = Library(_load_oblivious)

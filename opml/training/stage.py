@@ -38,14 +38,6 @@ class TrainResult:
     duration_s: float
 
 
-def with_overrides(settings: AutoMLSettings, *, experiment: str | None = None, time_budget: float | None = None,
-                   max_trials: int | None = None, model_selection: str | None = None,
-                   drop_columns: list[str] | None = None) -> AutoMLSettings:
-    """`opml train`'s overrides; the rule lives in AutoMLSettings.with_overrides (kept for existing callers)."""
-    return settings.with_overrides(experiment=experiment, time_budget=time_budget, max_trials=max_trials,
-                                   model_selection=model_selection, drop_columns=drop_columns)
-
-
 def train(ws: Workspace, settings: AutoMLSettings, *, data: str | None = None,
           on_trial: Callable[[Any], None] | None = None, progress: bool = True) -> TrainResult:
     """Run one AutoML experiment end to end. Bad input (a column in settings.drop_columns the data lacks
