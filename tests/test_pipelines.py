@@ -277,6 +277,7 @@ def _killed(proj, ref: str) -> tuple[dict, int, int]:
     runner = running["runner_pid"]
     step_pid = next(s["pid"] for s in running["steps"] if s["step"] == "nap")
     os.kill(runner, signal.SIGKILL)  # the executor dies; its step process is orphaned
+    _until(lambda: _gone(runner), 10, "the executor to die")  # SIGKILL is delivered asynchronously
     return run, runner, step_pid
 
 
@@ -362,7 +363,8 @@ def test_crashed_automl_step_fails_its_automl_and_mlflow_runs(proj, full_run):
                                      " AND value = ?", automl), 120, "its MLflow run")[0][0]
     os.kill(running["runner_pid"], signal.SIGKILL)
     os.killpg(step_pid, signal.SIGKILL)
-    _until(lambda: _gone(step_pid), 10, "the AutoML step process to die")
+    # SIGKILL is delivered asynchronously: a read while a process is still being torn down rightly sees it alive
+    _until(lambda: _gone(step_pid) and _gone(running["runner_pid"]), 10, "the executor and AutoML step to die")
     t0 = time.monotonic()
     after = proj.json("pipeline", "show", run["id"])
     assert after["status"] == "Failed" and "died (killed?)" in after["error"]
