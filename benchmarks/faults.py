@@ -127,12 +127,26 @@ def ab_result(proc: subprocess.Popen, timeout: float = 900) -> dict:
     if "Requests per second" not in out:
         raise RuntimeError(f"ab: {err.strip()[-200:]}")
     result = parse(out)
-    # ab counts a request whose connection is reset under Receive and again under Length: the distinct failed
-    # requests are Connect + Receive + Exceptions (+ any Length error beyond the Receive ones)
-    m = re.search(r"\(Connect: (\d+), Receive: (\d+), Length: (\d+), Exceptions: (\d+)\)", out)
-    connect, receive, length, exceptions = map(int, m.groups()) if m else (0, 0, result["failed_requests"], 0)
-    result["distinct_failed"] = connect + receive + exceptions + max(0, length - receive)
+    result["distinct_failed"] = unanswered(out, result["failed_requests"])
     return result
+
+
+def unanswered(out: str, failed: int) -> int:
+    """The requests ab got no reply for, from its failure counters, each counted once.
+
+    ab (2.4) counts one request whose connection the server resets three times: Receive (the recv error),
+    Length (its reply is 0 bytes long) and Exceptions (poll's POLLERR, seen in the same poll round). A request
+    whose connection is closed without a reply (FIN: the killed worker had read the request) is one Length error.
+    So every unanswered request is one Length error (or a Connect error), and an Exception without its Receive
+    is another; measured against the connections the killed worker held (frozen with SIGSTOP and read from /proc
+    first), this matched in every round, where Connect + Receive + Exceptions + (Length - Receive) counted each
+    reset request twice.
+    """
+    m = re.search(r"\(Connect: (\d+), Receive: (\d+), Length: (\d+), Exceptions: (\d+)\)", out)
+    if not m:
+        return failed
+    connect, receive, length, exceptions = map(int, m.groups())
+    return connect + length + max(0, exceptions - receive)
 
 
 # ------------------------------------------------------------------------------------------ the endpoint rows

@@ -127,25 +127,40 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+PF_EXITING = 0x4  # /proc/PID/stat field 9 (flags): the process has begun to exit
+SIGKILL_MASK = 1 << (signal.SIGKILL - 1)  # its bit in /proc/PID/status SigPnd and ShdPnd
+
+
 def start_ticks(pid: int | None) -> int | None:
     """When process `pid` started (clock ticks after boot, /proc/PID/stat field 22); None if it is not running.
 
-    Recorded with a pid, it tells the process apart from a later one that is given the same pid.
+    Recorded with a pid, it tells the process apart from a later one that is given the same pid. A dying process
+    is not running: one with a SIGKILL pending (from the moment kill() returns) or already exiting (PF_EXITING:
+    after kill -9 it stays in state R while the kernel frees its memory, tens of milliseconds for a few hundred
+    MB, longer on a loaded machine), as well as a zombie. It never runs its own code again, so what it owns
+    (a run, a step) has no owner now.
     """
     if not pid:
         return None
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()  # fields[0] is field 3
+        if fields[0] in ("Z", "X") or int(fields[6]) & PF_EXITING:  # exited (not yet reaped) or exiting
+            return None
+        if _kill_pending(Path(f"/proc/{pid}/status").read_text()):
+            return None
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
         return None
-    fields = stat.rsplit(")", 1)[-1].split()  # fields[0] is field 3 (state)
-    if fields[0] in ("Z", "X"):  # exited, not yet reaped
-        return None
-    return int(fields[19])
+
+
+def _kill_pending(status: str) -> bool:
+    """A SIGKILL waits for the process (/proc/PID/status text): for this thread (SigPnd) or the process (ShdPnd)."""
+    return any(line.startswith(("SigPnd:", "ShdPnd:")) and int(line.split()[1], 16) & SIGKILL_MASK
+               for line in status.splitlines())
 
 
 def same_process(pid: int | None, ticks: int | None) -> bool:
-    """True while the process recorded as (`pid`, start_ticks(pid) == `ticks`) still runs."""
+    """True while the process recorded as (`pid`, start_ticks(pid) == `ticks`) still runs (and is not dying)."""
     return ticks is not None and start_ticks(pid) == ticks
 
 
