@@ -10,13 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from opml.automl.deadline import BudgetExceeded, detach, fit_deadline
 from opml.automl.pipeline import CandidatePipeline
 
 CACHE_BYTES = 400 * 2**20  # featurized folds kept for reuse across trials
-
-
-class BudgetExceeded(Exception):
-    """A trial was stopped because it would overrun the time budget."""
 
 
 @dataclass
@@ -100,17 +97,18 @@ def cross_validate(
     Folds are fitted by `workers` threads (the candidate's own n_jobs should then be 1: single-
     threaded models in parallel degrade gracefully when other processes compete for the CPU,
     multi-threaded OpenMP models do not). Raises BudgetExceeded when, judged after each finished
-    fold, finishing would pass `deadline` (time.monotonic() seconds).
+    fold, finishing would pass `deadline` (time.monotonic() seconds), and when it passes: a fold not
+    yet started then does not start, and boosting fits stop mid-fit (opml.automl.deadline).
     """
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     from sklearn.base import clone
     from threadpoolctl import threadpool_limits
 
-    started = time.monotonic()
     n_folds = len(data.splits.folds)
     oof = np.zeros((len(data.splits.eval_rows), data.n_classes))
     fit_times: list[float] = []
+    fold_times: list[float] = []  # fit + predict of each finished fold
     costs: list[int] = []
     fitted: list[Any] = [None] * n_folds
 
@@ -118,7 +116,11 @@ def cross_validate(
         train, slots = data.splits.folds[i]
         featurizer, z_train, z_eval = inputs[i]
         t = time.monotonic()
-        model = clone(candidate).fit_featurized(featurizer, z_train, data.y[train])
+        with fit_deadline(deadline):
+            if deadline is not None and t > deadline:
+                raise BudgetExceeded(f"fold {i + 1} of {n_folds} not started: the time budget has run out")
+            model = clone(candidate).fit_featurized(featurizer, z_train, data.y[train])
+        detach(model.model_)
         fit_times.append(time.monotonic() - t)
         if i == 0:  # the folds' models differ by a few leaves; counting one (~30-70 ms for 600 trees) is enough
             costs.append(model.scoring_cost())
@@ -129,6 +131,7 @@ def cross_validate(
             proba = full
         oof[slots] = proba
         fitted[i] = model
+        fold_times.append(time.monotonic() - t)
 
     inputs = [data.featurized(i, candidate) for i in range(n_folds)]
     workers = max(1, min(workers, n_folds))
@@ -142,10 +145,9 @@ def cross_validate(
                 for future in finished:
                     future.result()  # re-raise a fold's exception
                 done += len(finished)
-                if deadline is not None and pending:
-                    per_fold = (time.monotonic() - started) / done
+                if deadline is not None and pending:  # the running folds count as not begun (a margin)
                     rounds = -(-len(pending) // workers)
-                    if time.monotonic() + per_fold * rounds > deadline:
+                    if time.monotonic() + max(fold_times) * rounds > deadline:
                         raise BudgetExceeded(
                             f"canceled after {done} of {n_folds} folds: finishing would exceed the time budget"
                         )

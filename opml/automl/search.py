@@ -11,13 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from opml.automl.evaluate import BudgetExceeded, FoldData, cross_validate
+from opml.automl.deadline import BudgetExceeded
+from opml.automl.evaluate import FoldData, cross_validate
 from opml.automl.metrics import compute_metrics, primary_score
 from opml.automl.pipeline import CandidatePipeline, pipeline_name
 from opml.automl.results import FAILED, SUCCEEDED, TrialResult
 
 EARLY_STOPPING_PATIENCE = 20  # trials without improvement before enable_early_stopping stops the search
 MIN_IMPROVEMENT = 1e-5
+DEADLINE_GRACE = 1.0  # seconds a trial may run past the search's end (the reserve after it holds 1 s of slack)
 
 
 @dataclass
@@ -105,18 +107,29 @@ def _warm_starts(ctx: SearchContext) -> list[dict[str, Any]]:
     return fixed
 
 
-def _expected_cost(algo: str, params: dict[str, Any], done: list[TrialResult]) -> float:
-    """Seconds a proposed trial will likely take, from earlier trials of the same algorithm."""
-    same = [t for t in done if t.algorithm == algo and t.status == SUCCEEDED]
-    if not same:
-        return 0.0
-    costs = []
-    for t in same:
-        ratio = 1.0
-        if "n_estimators" in params and "n_estimators" in t.params:
-            ratio = params["n_estimators"] / max(1, t.params["n_estimators"])
-        costs.append(t.duration_s * float(np.clip(ratio, 0.3, 3.0)))
-    return float(np.median(costs))
+def _prior(algo: str, params: dict[str, Any], rows: int) -> float:
+    """Seconds to fit one fold of `rows` training rows on one core, from the catalogue's cost per row x tree."""
+    from opml.automl.algorithms import CATALOGUE
+
+    trees = float(params.get("n_estimators", 100))
+    return CATALOGUE[algo].cost * rows / 1000.0 * trees / 100.0
+
+
+def _expected_cost(algo: str, params: dict[str, Any], done: list[TrialResult], rows: int, rounds: int) -> float:
+    """Seconds a proposed trial will likely take: from earlier trials of the same algorithm, else the algorithm's
+    prior cost (`rounds` folds one after another) scaled by how this machine ran the trials so far against theirs."""
+    ok = [t for t in done if t.status == SUCCEEDED and t.duration_s > 0]
+    same = [t for t in ok if t.algorithm == algo]
+    if same:
+        costs = []
+        for t in same:
+            ratio = 1.0
+            if "n_estimators" in params and "n_estimators" in t.params:
+                ratio = params["n_estimators"] / max(1, t.params["n_estimators"])
+            costs.append(t.duration_s * float(np.clip(ratio, 0.3, 3.0)))
+        return float(np.median(costs))
+    speed = float(np.median([t.duration_s / (rounds * _prior(t.algorithm, t.params, rows)) for t in ok])) if ok else 1.0
+    return rounds * speed * _prior(algo, params, rows)
 
 
 def run_search(ctx: SearchContext, first_iteration: int = 0) -> tuple[list[TrialResult], str]:
@@ -135,6 +148,9 @@ def run_search(ctx: SearchContext, first_iteration: int = 0) -> tuple[list[Trial
     for params in warm:
         study.enqueue_trial(params)
 
+    folds = ctx.data.splits.folds
+    rows = int(np.mean([len(train) for train, _ in folds]))
+    rounds = -(-len(folds) // max(1, min(ctx.workers, len(folds))))
     trials: list[TrialResult] = []
     best = -np.inf
     since_best = 0
@@ -147,7 +163,7 @@ def run_search(ctx: SearchContext, first_iteration: int = 0) -> tuple[list[Trial
             return trials, "time budget reached"
         trial = study.ask()
         algo, scaler, frequency, params = _suggest(trial, ctx)
-        if ctx.clock.now() + _expected_cost(algo, params, trials) > ctx.clock.search_end():
+        if ctx.clock.now() + _expected_cost(algo, params, trials, rows, rounds) > ctx.clock.search_end():
             study.tell(trial, state=TrialState.PRUNED)
             skipped += 1
             if skipped >= 10:
@@ -187,7 +203,7 @@ def evaluate_candidate(
     )
     fold_models: list[Any] = []
     try:
-        oof, fit_seconds, cost = cross_validate(candidate, ctx.data, deadline=ctx.clock.search_end() + 2.0,
+        oof, fit_seconds, cost = cross_validate(candidate, ctx.data, deadline=ctx.clock.search_end() + DEADLINE_GRACE,
                                           workers=ctx.workers, models=fold_models)
         if not np.all(np.isfinite(oof)):
             raise ValueError("the model produced non-finite probabilities")
