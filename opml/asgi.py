@@ -3,7 +3,8 @@
 Types, one HTTP error, `respond`, a size-limited body reader, lifespan handling, the listening socket
 and the servers' log and uvicorn settings, including the limits every server process puts on its clients
 (LIMITS). Bad input answers 4xx with a JSON body {"error": "..."}.
-Everything on the request path is a plain function: no allocation or await beyond what the reply needs.
+Everything on the request path is a plain function: no allocation or await beyond what the reply needs,
+and a reply leaves in one write (head and body together).
 """
 
 from __future__ import annotations
@@ -186,7 +187,10 @@ def protocol_class(limits: Limits = LIMITS) -> type:
     by one sweep per server process every SWEEP_S seconds, not a timer per request.
     """
     import httptools
+    from uvicorn.logging import TRACE_LOG_LEVEL
+    from uvicorn.protocols.http.flow_control import FlowControl
     from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+    from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 
     base = HttpToolsProtocol
     idle, head, body = 0, 1, 2  # what the connection waits for: a request, the rest of its head, its body
@@ -197,6 +201,47 @@ def protocol_class(limits: Limits = LIMITS) -> type:
         def __init__(self, status: int, message: str, headers: bytes = b"") -> None:
             super().__init__(message)
             self.status, self.message, self.headers = status, message, headers
+
+    def address(transport: Any, name: str, slow: Callable[[Any], Any]) -> Any:
+        """(host, port) from the transport's own sockname/peername, as uvicorn's helpers give it (they make a
+        socket object per connection to read it, ~8 µs); anything else (a unix socket) through those helpers."""
+        info = transport.get_extra_info(name)
+        if isinstance(info, tuple) and len(info) >= 2:
+            return (str(info[0]), int(info[1]))
+        return slow(transport)
+
+    class OneWrite:
+        """The transport a response cycle writes through: the response head waits for the first body bytes
+        (or a close), so a whole reply leaves in one write -- one syscall and one TCP segment rather than two.
+        uvicorn writes body bytes for every method but HEAD, whose cycles write straight through, as do 1xx
+        interim responses; after the head, every write passes through."""
+
+        __slots__ = ("held", "passing", "transport")
+
+        def __init__(self, transport: Any, passing: bool) -> None:
+            self.transport = transport
+            self.held: bytes | None = None
+            self.passing = passing
+
+        def write(self, data: bytes) -> None:
+            held = self.held
+            if held is not None:
+                self.held, self.passing = None, True
+                self.transport.write(held + data)
+            elif self.passing or data.startswith(b"HTTP/1.1 1"):
+                self.transport.write(data)
+            else:
+                self.held = data
+
+        def close(self) -> None:
+            held = self.held
+            if held is not None:
+                self.held, self.passing = None, True
+                self.transport.write(held)
+            self.transport.close()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.transport, name)
 
     def sweep(loop: Any, connections: set[Any]) -> None:
         """Time out the connections of one server whose read deadline has passed; run again in SWEEP_S."""
@@ -212,7 +257,15 @@ def protocol_class(limits: Limits = LIMITS) -> type:
         tail = b""  # the last bytes of a head read so far (its end may straddle two reads)
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-            base.connection_made(self, transport)
+            if self.logger.level <= TRACE_LOG_LEVEL:
+                base.connection_made(self, transport)
+            else:  # uvicorn's connection_made, with the addresses read as above
+                self.connections.add(self)
+                self.transport = transport
+                self.flow = FlowControl(transport)
+                self.server = address(transport, "sockname", get_local_addr)
+                self.client = address(transport, "peername", get_remote_addr)
+                self.scheme = "https" if is_ssl(transport) else "http"
             self.deadline = self.loop.time() + limits.head_timeout
             state = self.server_state
             if not getattr(state, "opml_sweeping", False):
@@ -259,6 +312,9 @@ def protocol_class(limits: Limits = LIMITS) -> type:
             self.phase = body
             self.deadline = self.loop.time() + limits.body_timeout
             base.on_headers_complete(self)
+            cycle = self.cycle
+            if cycle is not None and cycle.transport is self.transport:
+                cycle.transport = OneWrite(self.transport, cycle.scope["method"] == "HEAD")
 
         def on_message_complete(self) -> None:
             self.phase, self.deadline, self.head_bytes, self.tail = idle, 0.0, 0, b""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -114,6 +115,19 @@ def _check(model: OpmlClassifier, data, *, trees: bool = True, singles: int = 15
         p = scorer.predict_proba(one)
         assert np.abs(p - ref[i]).max() < TOL, (i, p, ref[i])
         assert scorer.labels(p) == [ref_labels[i]]
+    # the endpoint's plain-JSON path: the body read by C straight into the matrix (single rows, small and large
+    # batches); without the C reader the app parses every body the usual way
+    if "C record reader" in scorer.inference:
+        for rows in (list(range(len(records))), odd[:1], odd[1:6], [0], odd[6:19]):
+            batch = scorer.read_json(orjson.dumps({"data": [records[i] for i in rows]}))
+            assert batch is not None and batch.rows == len(rows)
+            got = scorer.predict_batch(batch)
+            assert np.abs(got - ref[rows]).max() < TOL
+            assert scorer.labels(got) == [ref_labels[i] for i in rows]
+            # the same doubles as the records path (one row: the scalar path into the tree walker)
+            assert np.array_equal(got, scorer.predict_batch(scorer.read([records[i] for i in rows])))
+    else:
+        assert scorer.read_json(orjson.dumps({"data": records[:2]})) is None
     return scorer
 
 
@@ -388,3 +402,47 @@ def test_every_path_applies_the_same_threshold_decision(data):
     _, _, full = data
     cols = _cols(full.head(500), columns)
     assert compiled.labels(compiled.predict_proba(cols)) == [str(v) for v in model.predict(full.head(500))]
+
+
+def test_the_app_replies_alike_with_and_without_the_json_reader(data):
+    """Every body gets the same status and bytes whether the C reader took it or orjson and parse did."""
+    import asyncio
+
+    from opml.serving.app import ScoringApp
+
+    model = _fit(CandidatePipeline("LightGBM", LGBM, scaler="MaxAbsScaler", n_jobs=1), data)
+    columns, example = schema_columns(model)
+    fast = compile_model(model, "test:1", columns, example)
+    assert "C record reader" in fast.inference
+    plain = compile_model(model, "test:1", columns, example)
+    plain.read_json = lambda raw: None  # type: ignore[method-assign]
+    _, _, full = data
+    records = [dict(zip(r.keys(), r.values(), strict=True)) for r in
+               full.head(30).astype(object).where(full.head(30).notna(), None).to_dict("records")]
+    bodies = [orjson.dumps({"data": records}), orjson.dumps({"data": records[:1]}),
+              orjson.dumps({"Inputs": {"data": records[:3]}}),
+              orjson.dumps({"Inputs": {"data": records[:3]}, "GlobalParameters": {"method": "predict_proba"}}),
+              b'{"data": [', b'{"data": []}', orjson.dumps({"data": [records[0] | {"age": "forty"}]}),
+              orjson.dumps({"data": [records[0] | {"job": 3}]}), orjson.dumps({"data": [records[0] | {"x": 1}]}),
+              orjson.dumps({"data": records[:2], "more": 1}),
+              orjson.dumps({"data": [records[0] | {"job": "caf\u00e9"}]})]
+
+    def reply(app: ScoringApp, body: bytes) -> tuple[int, bytes]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/score", "headers": [], "client": ("127.0.0.1", 1)}
+        asyncio.run(app(scope, receive, send))
+        return sent[0]["status"], sent[1]["body"]
+
+    apps = [ScoringApp(s, keys=None, max_request_bytes=1 << 20, openapi=b"{}") for s in (fast, plain)]
+    for body in bodies:
+        got, want = reply(apps[0], body), reply(apps[1], body)
+        assert got == want, (body[:80], got, want)
+    assert reply(apps[0], bodies[0])[1] == orjson.dumps({"result": [str(v) for v in model.predict(full.head(30))]})
+    assert {reply(apps[0], b)[0] for b in bodies} == {200, 400, 422}

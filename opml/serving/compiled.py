@@ -4,7 +4,9 @@ Featurization is re-expressed from the Featurizer's fitted state (medians, categ
 tables, scaler statistics) with the same float64 operations in the same order. Its unscaled part is a
 `FeatureBlock` shared by every ensemble member fitted to the same state (they differ only in scaler
 or in how unseen codes are written), so it is computed once per request: row by row in plain Python
-for small requests, column by column for larger ones. Tree models go through the C kernel of
+for small requests (scaled in Python too, one array per request), column by column for larger ones. A
+single row for a LightGBM model goes from the record matrix through Python floats into the tree walker
+(`predict_row`), with the same float64 operations as the array path. Tree models go through the C kernel of
 opml.serving.treecompile (checked against the library on split-probing rows when compiled); without
 a compiler, or for a layout the kernel does not express, the library's own predict is kept and
 `inference` says why. LogisticRegression is its predict_proba's numpy operations. CatBoost goes
@@ -48,8 +50,9 @@ class FeatureBlock:
 
     `compute(cols, n)` -> (dense, codes): the unscaled dense block (imputed numbers, indicators,
     frequency encodings, one-hot blocks) and, for ordinal encodings, the category codes (-1 unseen).
-    Ensemble members that differ only in scaler (or in how unseen codes are written) share one block,
-    computed once per request.
+    Up to SMALL_BATCH rows they are lists of rows (plain Python floats and ints, no numpy call per row),
+    beyond that arrays. Ensemble members that differ only in scaler (or in how unseen codes are written)
+    share one block, computed once per request.
     """
 
     def __init__(self, f: Any) -> None:
@@ -90,23 +93,30 @@ class FeatureBlock:
                       for c in f.freq_columns_), joint, f.encoding, int(f.max_onehot), tuple(f.categorical_),
                 tuple(tuple(f.categories_[c]) for c in f.categorical_), int(f.n_dense_))
 
-    def compute(self, cols: dict[str, Sequence[Any]], n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def compute(self, cols: dict[str, Sequence[Any]], n: int) -> tuple[Any, Any]:
         if n <= SMALL_BATCH:
             return self._rows(cols, n)
         return self._columns(cols, n)
 
     # ---- row by row (small requests) --------------------------------------------------------------
-    def _rows(self, cols: dict[str, Sequence[Any]], n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def _rows(self, cols: dict[str, Sequence[Any]], n: int) -> tuple[list[list[float]], list[list[int]] | None]:
         nan = float("nan")
         numcols = [cols[c] for c in self.numeric]
-        catcols = [(cols[c], self.lookup[c], self.n_levels[c]) for c in self.categorical]
+        catcols = [(cols[c], self.lookup[c]) for c in self.categorical]
+        values = [[nan if (v := col[r]) is None else float(v) for col in numcols] for r in range(n)]
+        codes = [[lookup.get(col[r], -1) for col, lookup in catcols] for r in range(n)]
+        return self._assemble_rows(values, codes, n)
+
+    def _assemble_rows(self, values: list[list[float]], codes: list[list[int]],
+                       n: int) -> tuple[list[list[float]], list[list[int]] | None]:
+        """The block row by row in plain Python from raw numbers (NaN: missing) and category codes per row:
+        (dense rows, code rows or None), with the float64 operations of _assemble."""
         medians, indicators, freq, joint = self.median_list, self.indicators, self.freq_dicts, self.joint_dict
         radices = self.joint[2] if self.joint is not None else None
         onehot, max_onehot = self.onehot, self.max_onehot
+        n_levels = [self.n_levels[c] for c in self.categorical]
         dense_rows: list[list[float]] = []
-        code_rows: list[list[int]] = []
-        for r in range(n):
-            vals = [nan if (v := col[r]) is None else float(v) for col in numcols]
+        for vals, row_codes in zip(values, codes, strict=True):
             row = [m if v != v else v for v, m in zip(vals, medians, strict=True)]
             for i in indicators:
                 row.append(1.0 if vals[i] != vals[i] else 0.0)
@@ -117,23 +127,17 @@ class FeatureBlock:
                 for (i, _, index, missing), radix in zip(freq, radices, strict=True):
                     key = key * radix + index.get(vals[i], missing)
                 row.append(joint.get(key, 0.0))
-            codes = [lookup.get(col[r], -1) for col, lookup, _ in catcols]
             if onehot:
-                for code, (_, _, n_levels) in zip(codes, catcols, strict=True):
-                    k = min(n_levels, max_onehot)
-                    block = [0.0] * (k + (1 if n_levels > max_onehot else 0))
+                for code, levels in zip(row_codes, n_levels, strict=True):
+                    k = min(levels, max_onehot)
+                    block = [0.0] * (k + (1 if levels > max_onehot else 0))
                     if 0 <= code < k:
                         block[code] = 1.0
                     elif code >= k:
                         block[k] = 1.0
                     row.extend(block)
-            else:
-                code_rows.append(codes)
             dense_rows.append(row)
-        dense = np.array(dense_rows, dtype=np.float64) if self.n_dense else np.zeros((n, 0))
-        if onehot or not self.categorical:
-            return dense.reshape(n, self.n_dense), None
-        return dense.reshape(n, self.n_dense), np.array(code_rows, dtype=np.float64).reshape(n, len(self.categorical))
+        return dense_rows, None if onehot or not self.categorical else codes
 
     # ---- column by column (larger requests) ------------------------------------------------------
     def _columns(self, cols: dict[str, Sequence[Any]], n: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -145,9 +149,14 @@ class FeatureBlock:
             codes[:, j] = np.fromiter(map(self.lookup[c].get, cols[c], repeat(-1)), np.float64, n)
         return self._assemble(num, codes, n)
 
-    def from_matrix(self, M: np.ndarray, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray | None]:
+    def from_matrix(self, M: np.ndarray, index: dict[str, int]) -> tuple[Any, Any]:
         """compute() over a RecordReader matrix (columns x rows; categorical rows hold codes under `lookup`)."""
         n = M.shape[1]
+        if n <= SMALL_BATCH:  # row by row, as compute() does: no per-column numpy calls
+            values = M[[index[c] for c in self.numeric]].T.tolist() if self.numeric else [[]] * n
+            codes = M[[index[c] for c in self.categorical]].T.astype(np.int64).tolist() if self.categorical \
+                else [[]] * n
+            return self._assemble_rows(values, codes, n)
         num = M[[index[c] for c in self.numeric]] if self.numeric else np.empty((0, n))
         codes = M[[index[c] for c in self.categorical]].T if self.categorical else np.empty((n, 0))
         return self._assemble(num, codes, n)
@@ -208,18 +217,22 @@ class CompiledFeaturizer:
         self.block = blocks[key]
         self.unknown_nan = f.unknown == "nan"
         self.scale = _compile_scaler(f.scaler_)
+        self.scale_row = _row_scaler(f.scaler_)
         self.n_dense = int(f.n_dense_)
         self.width = len(f.feature_names_out_)
+        self.n_codes = self.width - self.n_dense
 
-    def transform(self, cols: dict[str, Sequence[Any]], n: int, memo: dict | None = None) -> np.ndarray:
+    def transform(self, cols: dict[str, Sequence[Any]] | None, n: int, memo: dict | None = None) -> np.ndarray:
         block = self.block
         if memo is None:
-            dense, codes = block.compute(cols, n)
+            dense, codes = block.compute(cols, n)  # type: ignore[arg-type]
         else:
             got = memo.get(id(block))
             if got is None:
-                got = memo[id(block)] = block.compute(cols, n)
+                got = memo[id(block)] = block.compute(cols, n)  # type: ignore[arg-type]
             dense, codes = got
+        if type(dense) is list:
+            return self._transform_rows(dense, codes, n)
         if self.scale is not None and dense.shape[1]:
             dense = self.scale(dense)
         if codes is None:
@@ -231,6 +244,64 @@ class CompiledFeaturizer:
             tail = out[:, self.n_dense:]
             tail[tail < 0] = np.nan
         return out
+
+    def _transform_rows(self, dense: list[list[float]], codes: list[list[int]] | None, n: int) -> np.ndarray:
+        """transform() of the row path's lists, scaled in plain Python (the same float64 operations) and made
+        into one array; a scaler without a row form (Normalizer) goes through the array path."""
+        scale = self.scale_row
+        if scale is None and self.scale is not None:
+            arrays = (np.array(dense, dtype=np.float64).reshape(n, self.n_dense),
+                      None if codes is None else np.array(codes, dtype=np.float64).reshape(n, self.n_codes))
+            return self.transform(None, n, {id(self.block): arrays})
+        rows = dense if scale is None else [scale(r) for r in dense]
+        if codes is not None:
+            rows = [r + self._code_row(cr) for r, cr in zip(rows, codes, strict=True)]
+        return np.array(rows, dtype=np.float64).reshape(n, self.width)
+
+    def _code_row(self, codes: list[int]) -> list[float]:
+        if self.unknown_nan:
+            nan = float("nan")
+            return [nan if c < 0 else float(c) for c in codes]
+        return [float(c) for c in codes]
+
+    def row(self, dense: list[float], codes: list[int] | None) -> list[float] | None:
+        """One row of transform() as floats, from the row path's lists; None when the scaler has no row form."""
+        scale = self.scale_row
+        if scale is None and self.scale is not None:
+            return None
+        z = dense if scale is None else scale(dense)
+        return z if codes is None else z + self._code_row(codes)
+
+
+def _row_scaler(scaler: Any) -> Callable[[list[float]], list[float]] | None:
+    """The fitted scaler's transform of one row (a list of floats) in plain Python, with the float64 operations
+    of _compile_scaler in the same order; None when there is no scaler or no exact row form (Normalizer)."""
+    if scaler is None:
+        return None
+    kind = type(scaler).__name__
+    if kind == "MaxAbsScaler":
+        scale = [float(v) for v in scaler.scale_]
+        return lambda r: [x / s for x, s in zip(r, scale, strict=True)]
+    if kind in ("StandardScaler", "RobustScaler"):
+        if kind == "StandardScaler":
+            center = scaler.mean_ if scaler.with_mean else None
+            by = scaler.scale_ if scaler.with_std else None
+        else:
+            center = scaler.center_ if scaler.with_centering else None
+            by = scaler.scale_ if scaler.with_scaling else None
+        c = None if center is None else [float(v) for v in center]
+        d = None if by is None else [float(v) for v in by]
+        if c is not None and d is not None:
+            return lambda r: [(x - a) / b for x, a, b in zip(r, c, d, strict=True)]
+        if c is not None:
+            return lambda r: [x - a for x, a in zip(r, c, strict=True)]
+        if d is not None:
+            return lambda r: [x / b for x, b in zip(r, d, strict=True)]
+        return lambda r: list(r)
+    if kind == "MinMaxScaler" and not scaler.clip:
+        mul, add = [float(v) for v in scaler.scale_], [float(v) for v in scaler.min_]
+        return lambda r: [x * m + a for x, m, a in zip(r, mul, add, strict=True)]
+    return None
 
 
 def _compile_scaler(scaler: Any):
@@ -285,6 +356,8 @@ class CompiledPipeline:
     def __init__(self, pipeline: Any, blocks: dict[tuple, FeatureBlock] | None = None, *, trees: bool = True) -> None:
         self.featurizer = CompiledFeaturizer(pipeline.featurizer_, blocks)
         self.predict, self.engine = _compile_model(pipeline.model_, self.featurizer.width, trees)
+        # one row given as floats -> probabilities (1 x classes), without numpy per step; None: use predict
+        self.predict_row: Callable[[Sequence[float]], np.ndarray] | None = getattr(self.predict, "row", None)
 
     def predict_proba(self, cols: dict[str, Sequence[Any]], n: int, memo: dict | None = None) -> np.ndarray:
         return self.predict(self.featurizer.transform(cols, n, memo))
@@ -370,7 +443,10 @@ def _link64(m: np.ndarray, objective: str) -> np.ndarray:
     """Margins -> class probabilities in double, as LightGBM and CatBoost compute them (sigmoid or softmax)."""
     if objective == "binary":
         p = 1.0 / (1.0 + np.exp(-m[:, 0]))
-        return np.column_stack([1.0 - p, p])
+        out = np.empty((len(p), 2))
+        out[:, 0] = 1.0 - p
+        out[:, 1] = p
+        return out
     m = m - m.max(axis=1, keepdims=True)
     e = np.exp(m)
     return e / e.sum(axis=1, keepdims=True)
@@ -384,6 +460,14 @@ def _tree_kernel(model: Any, kind: str, width: int) -> tuple[Callable[[np.ndarra
 
         def lgbm(Z: np.ndarray) -> np.ndarray:
             return _link64(forest.margins(Z), objective)
+
+        def lgbm_row(z: Sequence[float]) -> np.ndarray:  # lgbm() of one row given as floats: the same operations
+            m = forest.margins_row(z)
+            if objective == "binary":
+                p = 1.0 / (1.0 + np.exp(-m[0]))  # numpy's exp, as _link64 (math.exp may differ by an ulp)
+                return np.array([[1.0 - p, p]])
+            return _link64(np.array([m]), objective)
+        lgbm.row = lgbm_row  # type: ignore[attr-defined]
         return lgbm, forest.probe_rows
     if kind == "XGBClassifier":
         forest, objective, _ = tc.xgboost_forest(model.get_booster(), width, _xgb_best(model))
@@ -489,15 +573,33 @@ class CompiledScorer(ABC):
             return Batch(len(records), self._reader.read(records), None)
         return Batch(len(records), None, columnar(records, self.columns))
 
+    def read_json(self, raw: bytes) -> Batch | None:
+        """A plain {"data": [...]} body read by the C reader straight into its matrix (no Python object per
+        value); None for any other body, or without the C reader: the caller then parses it the usual way
+        (orjson, parse, read), which names any problem."""
+        if self._reader is None:
+            return None
+        matrix = self._reader.parse(raw)
+        return None if matrix is None else Batch(matrix.shape[1], matrix, None)
+
     def predict_batch(self, batch: Batch) -> np.ndarray:
         matrix = batch.matrix
+        if matrix is not None and batch.rows == 1 and (proba := self._one_row(matrix)) is not None:
+            return calibrated(proba, self._calibration, self._pos)
         if matrix is None:
             return calibrated(self.proba(batch.columns, batch.rows), self._calibration, self._pos)
         index = self._index  # the C reader's matrix: every block computed from it up front
         proba = self.proba(None, batch.rows, {id(b): b.from_matrix(matrix, index) for b in self._blocks})
         return calibrated(proba, self._calibration, self._pos)
 
+    def _one_row(self, matrix: np.ndarray) -> np.ndarray | None:
+        """Probabilities of a one-row matrix on a path with no numpy step per value; None: no such path."""
+        return None
+
     def labels(self, proba: np.ndarray) -> list[str]:
+        if len(proba) == 1 and self._threshold is not None and proba.shape[1] == 2:  # decide() for one row
+            pos = self._pos
+            return [self.classes[pos if proba[0, pos] >= self._threshold else 1 - pos]]
         return self._labels[decide(proba, self._threshold, self._pos)].tolist()
 
 
@@ -510,6 +612,15 @@ class SingleScorer(CompiledScorer):
 
     def proba(self, cols: dict[str, Sequence[Any]] | None, n: int, memo: dict | None = None) -> np.ndarray:
         return self._pipeline.predict_proba(cols, n, memo)
+
+    def _one_row(self, matrix: np.ndarray) -> np.ndarray | None:
+        pipeline = self._pipeline
+        if pipeline.predict_row is None:
+            return None
+        featurizer = pipeline.featurizer
+        dense, codes = featurizer.block.from_matrix(matrix, self._index)
+        z = featurizer.row(dense[0], None if codes is None else codes[0])
+        return None if z is None else pipeline.predict_row(z)
 
 
 class VotingScorer(CompiledScorer):

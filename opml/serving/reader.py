@@ -5,7 +5,9 @@ lookups, float conversions) with one call through the CPython API. The library i
 opml.serving.cbuild from opml/serving/csrc/reader.c against Python.h and loaded with ctypes.PyDLL,
 so the GIL is held while it reads the (borrowed) objects. It enforces exactly the rules of
 opml.serving.requests.columnar; on the first record that breaks one, the row-by-row check in Python
-names the problem.
+names the problem. `RecordReader.parse` reads a plain {"data": [...]} body's bytes into the same matrix
+(opml_parse_json: no JSON objects at all), value for value what orjson then `read` give; any other body
+returns None and takes that usual path.
 """
 
 from __future__ import annotations
@@ -24,20 +26,80 @@ from opml.serving.requests import Column, RequestError, explain
 def _load() -> Any:
     try:
         lib = ctypes.PyDLL(str(build("records", source("reader.c"), what="record reader", python=True)))
-        fn = lib.opml_read_records
+        fn, parse = lib.opml_read_records, lib.opml_parse_json
     except (OSError, AttributeError) as exc:
         raise CannotCompile(f"cannot load the record reader: {exc}") from exc
     fn.argtypes = [ctypes.py_object, ctypes.py_object, ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p]
     fn.restype = ctypes.c_ssize_t
-    return fn
+    parse.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
+    parse.restype = ctypes.c_int64
+    return fn, parse
 
 
 _library = Library(_load)
 
 
 def library() -> Any:
-    """The C function (built on first use, cached on disk); CannotCompile with the reason when impossible."""
+    """The C functions (opml_read_records, opml_parse_json; built on first use, cached on disk); CannotCompile
+    with the reason when impossible."""
     return _library.get()
+
+
+class _JsonSchema(ctypes.Structure):
+    _fields_ = [("m", ctypes.c_int32)] + [(name, ctypes.c_void_p) for name in (
+        "names", "name_off", "kinds", "levels", "level_off", "level_code", "slot_off", "slot_mask", "slots")]
+
+
+def fnv1a(data: bytes) -> int:
+    """The hash opml_parse_json looks category levels up by (32-bit FNV-1a)."""
+    h = 2166136261
+    for c in data:
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+class JsonSchema:
+    """The tables opml_parse_json reads: column names, kinds, and per categorical column an open-addressing
+    hash table of its levels (level -> code, as `lookups`). Keeps the arrays alive; `ptr` is the struct."""
+
+    def __init__(self, columns: list[Column], kinds: np.ndarray, lookups: tuple[Any, ...]) -> None:
+        names = [c.name.encode() for c in columns]
+        levels: list[bytes] = []
+        codes: list[int] = []
+        slot_off, slot_mask, slots = [], [], []
+        for table in lookups:
+            table = table or {}
+            size = 1
+            while size < 2 * len(table):
+                size *= 2
+            mine = [-1] * size
+            for level, code in table.items():
+                b = level.encode()
+                h = fnv1a(b) & (size - 1)
+                while mine[h] >= 0:
+                    h = (h + 1) & (size - 1)
+                mine[h] = len(levels)
+                levels.append(b)
+                codes.append(int(code))
+            slot_off.append(len(slots))
+            slot_mask.append(size - 1)
+            slots.extend(mine)
+        i32 = np.int32
+        self._keep = {
+            "names": np.frombuffer(b"".join(names) + b"\0", dtype=np.uint8),
+            "name_off": np.asarray(np.cumsum([0, *map(len, names)]), dtype=i32),
+            "kinds": np.ascontiguousarray(kinds, dtype=i32),
+            "levels": np.frombuffer(b"".join(levels) + b"\0", dtype=np.uint8),
+            "level_off": np.asarray(np.cumsum([0, *map(len, levels)]), dtype=i32),
+            "level_code": np.asarray(codes or [0], dtype=i32),
+            "slot_off": np.asarray(slot_off, dtype=i32),
+            "slot_mask": np.asarray(slot_mask, dtype=i32),
+            "slots": np.asarray(slots, dtype=i32),
+        }
+        self.struct = _JsonSchema(len(columns), *(a.ctypes.data for a in self._keep.values()))
+        self.ptr = ctypes.addressof(self.struct)
+        # no record is shorter than {"name":0,...}: a bound on the records a body can hold
+        self.min_record = sum(len(n) + 4 for n in names) + 1
 
 
 class RecordReader:
@@ -46,12 +108,13 @@ class RecordReader:
     unseen). Raises RequestError naming the first bad record, like opml.serving.requests.columnar."""
 
     def __init__(self, columns: list[Column], lookups: Mapping[str, Mapping[str, int]]) -> None:
-        self._fn = library()
+        self._fn, self._parse = library()
         self.columns = columns
         self.index = {c.name: j for j, c in enumerate(columns)}
         self._names = tuple(sys.intern(c.name) for c in columns)
         self._kinds = np.asarray([0 if c.kind == "numeric" else 1 for c in columns], dtype=np.int32)
         self._lookups = tuple(None if c.kind == "numeric" else dict(lookups.get(c.name, {})) for c in columns)
+        self._json = JsonSchema(columns, self._kinds, self._lookups) if 0 < len(columns) <= 64 else None
 
     def read(self, records: list[Any]) -> np.ndarray:
         if type(records) is not list:
@@ -62,3 +125,19 @@ class RecordReader:
             explain(records, self.columns)
             raise RequestError(422, f"record {bad} does not match the input schema")
         return out
+
+    def parse(self, raw: bytes) -> np.ndarray | None:
+        """A plain {"data": [records]} body read straight into the matrix `read` returns (a view of its first n
+        columns), with no Python object per value; None for any other body -- another form, a problem, text
+        with escapes or beyond ASCII -- which the caller then parses the usual way (naming any problem)."""
+        schema = self._json
+        if schema is None:
+            return None
+        cap = len(raw) // schema.min_record  # a bound on the records it can hold (no pass over the body for it)
+        if cap < 1:
+            return None
+        out = np.empty((len(self._names), cap))
+        n = self._parse(schema.ptr, raw, len(raw), out.ctypes.data, cap)
+        if n < 1:
+            return None
+        return out if n == cap else out[:, :n]

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from opml.files import atomic_write
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -49,7 +51,7 @@ class JsonLines:
         if self._fd < 0:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.write(self._fd, (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode())
+        os.write(self._fd, orjson.dumps(record, default=str) + b"\n")  # compact JSON, UTF-8
         self._writes += 1
         if self._writes % 64 == 0:
             self._check()

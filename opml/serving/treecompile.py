@@ -36,7 +36,9 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import struct
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -149,6 +151,16 @@ class CompiledForest:
         self.n_trees = len(self.roots)
         self._qs = _bitmask_tables(b, n_out, mode, n_features) if mode in (MODE_LGBM, MODE_XGB) else None
         self._qs_ptr = ctypes.addressof(self._qs[0]) if self._qs is not None else None  # _qs[1] keeps arrays alive
+        self._row = struct.Struct(f"{n_features}d")
+        self._init = struct.Struct(f"{n_out}d")
+        self._init_bytes = self._init.pack(*self.init.tolist())
+        self._out_type = ctypes.c_char * len(self._init_bytes)
+
+    def margins_row(self, z: Sequence[float]) -> tuple[float, ...]:
+        """margins() of one row given as floats: the node walker over packed doubles, no numpy call."""
+        out = bytearray(self._init_bytes)
+        self._fn(self._ptr, self._row.pack(*z), 1, self.n_features, self._out_type.from_buffer(out))
+        return self._init.unpack(out)
 
     def margins(self, Z: np.ndarray) -> np.ndarray:
         Z = np.ascontiguousarray(Z, dtype=np.float64)

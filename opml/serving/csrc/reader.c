@@ -4,8 +4,11 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* records: a list; names: a tuple of str (schema order); kinds[j]: 0 numeric, 1 categorical; lookups: a
    tuple holding, per categorical column, a dict str -> int code (None for numeric columns).
@@ -50,4 +53,198 @@ Py_ssize_t opml_read_records(PyObject *records, PyObject *names, const int32_t *
         if (bad >= 0) return bad;
     }
     return -1;
+}
+
+/* ---- a plain JSON body read straight into the same matrix, with no Python object per value ----
+   opml_parse_json takes only {"data": [record, ...]} whose records are objects with exactly the schema's
+   keys, numbers or null in numeric columns, strings or null in categorical ones, keys and strings in
+   plain ASCII without escapes, integers of at most 18 digits and finite, normal-range floats. Anything
+   else -- another form, a problem, or just a body this reader does not handle -- returns -1 and the
+   caller parses the body the usual way (orjson, then opml_read_records), which names any problem. So a
+   body read here gives the values orjson would give: integers exactly (int64 -> double rounds to nearest,
+   like PyLong_AsDouble), floats through strtod (correctly rounded, like orjson). */
+typedef struct {
+    int32_t m;                  /* columns, at most 64 */
+    const char *names;          /* column names, concatenated */
+    const int32_t *name_off;    /* m + 1 offsets into names */
+    const int32_t *kinds;       /* 0 numeric, 1 categorical */
+    const char *levels;         /* category levels (UTF-8), concatenated */
+    const int32_t *level_off;   /* per level: offset into levels, plus one end offset */
+    const int32_t *level_code;  /* per level: its code */
+    const int32_t *slot_off;    /* per column: offset of its hash slots in `slots` */
+    const int32_t *slot_mask;   /* per column: its number of slots (a power of two) - 1 */
+    const int32_t *slots;       /* level index, -1: empty */
+} json_schema_t;
+
+uint32_t opml_fnv1a(const char *s, int64_t n) {
+    uint32_t h = 2166136261u;
+    for (int64_t i = 0; i < n; ++i) { h ^= (uint8_t)s[i]; h *= 16777619u; }
+    return h;
+}
+
+static inline const char *skip_ws(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) ++p;
+    return p;
+}
+
+/* the end of a plain string's text starting at p (just after the quote), or NULL */
+static inline const char *plain_string(const char *p, const char *end) {
+    while (p < end && *p != '"') {
+        const uint8_t c = (uint8_t)*p;
+        if (c == '\\' || c < 0x20 || c >= 0x80) return NULL;
+        ++p;
+    }
+    return p < end ? p : NULL;
+}
+
+static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
+                               1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* A JSON number at p: its end, the value in *v; NULL when it is not one (or one left to orjson). Decimals
+   whose digits fit 2**53 with a power of ten up to 22 take one IEEE multiplication or division of two exact
+   doubles (correctly rounded: Clinger's fast path); others go through strtod. */
+static const char *number(const char *p, const char *end, double *v) {
+    const char *q = p;
+    const int neg = *q == '-';
+    if (neg) ++q;
+    if (q >= end) return NULL;
+    const char *d0 = q;
+    uint64_t mant = 0;
+    int32_t sig = 0;  /* digits in mant, leading zeros excepted */
+    if (*q == '0') ++q;
+    else if (*q >= '1' && *q <= '9') {
+        while (q < end && is_digit(*q)) { if (sig < 19) mant = mant * 10 + (uint64_t)(*q - '0'); ++sig; ++q; }
+    } else return NULL;
+    const int64_t digits = q - d0;
+    int integer = 1;
+    int32_t exp10 = 0;
+    if (q < end && *q == '.') {
+        const char *f = ++q;
+        while (q < end && is_digit(*q)) {
+            if (sig > 0 || *q != '0') { if (sig < 19) mant = mant * 10 + (uint64_t)(*q - '0'); ++sig; }
+            --exp10;
+            ++q;
+        }
+        if (q == f) return NULL;
+        integer = 0;
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        ++q;
+        int eneg = 0;
+        if (q < end && (*q == '+' || *q == '-')) { eneg = *q == '-'; ++q; }
+        const char *e = q;
+        int32_t x = 0;
+        while (q < end && is_digit(*q)) { if (q - e < 6) x = x * 10 + (*q - '0'); ++q; }
+        if (q == e) return NULL;
+        if (q - e >= 6) sig = 99;  /* a huge exponent: strtod decides */
+        exp10 += eneg ? -x : x;
+        integer = 0;
+    }
+    if (integer) {
+        if (digits > 18) return NULL;
+        int64_t x = 0;
+        for (const char *c = d0; c < q; ++c) x = x * 10 + (*c - '0');
+        *v = (double)(neg ? -x : x);
+        return q;
+    }
+    if (sig <= 19 && mant <= ((uint64_t)1 << 53) && exp10 >= -22 && exp10 <= 22) {
+        const double m = (double)mant;
+        const double d = exp10 < 0 ? m / POW10[-exp10] : m * POW10[exp10];
+        *v = neg ? -d : d;
+        return q;
+    }
+    char tmp[64];
+    const int64_t n = q - p;
+    if (n >= (int64_t)sizeof tmp) return NULL;
+    memcpy(tmp, p, (size_t)n);
+    tmp[n] = 0;
+    char *stop;
+    errno = 0;
+    const double d = strtod(tmp, &stop);
+    if (stop != tmp + n || errno != 0 || !isfinite(d)) return NULL;  /* ERANGE: overflow or a subnormal */
+    *v = d;
+    return q;
+}
+
+static inline int name_is(const json_schema_t *s, int32_t j, const char *k, int64_t n) {
+    const int32_t a = s->name_off[j], b = s->name_off[j + 1];
+    return b - a == n && memcmp(s->names + a, k, (size_t)n) == 0;
+}
+
+static inline double category(const json_schema_t *s, int32_t j, const char *v, int64_t n) {
+    const int32_t mask = s->slot_mask[j];
+    const int32_t *slots = s->slots + s->slot_off[j];
+    for (uint32_t h = opml_fnv1a(v, n) & (uint32_t)mask;; h = (h + 1) & (uint32_t)mask) {
+        const int32_t k = slots[h];
+        if (k < 0) return -1.0;
+        const int32_t a = s->level_off[k], b = s->level_off[k + 1];
+        if (b - a == n && memcmp(s->levels + a, v, (size_t)n) == 0) return (double)s->level_code[k];
+    }
+}
+
+/* out[j * cap + i] as opml_read_records writes out[j * n + i]. Returns the records read (n <= cap), or -1. */
+int64_t opml_parse_json(const json_schema_t *s, const char *buf, int64_t len, double *out, int64_t cap) {
+    const char *p = skip_ws(buf, buf + len), *end = buf + len;
+    const int32_t m = s->m;
+    const uint64_t all = m >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << m) - 1);
+    if (m < 1 || m > 64 || p >= end || *p != '{') return -1;
+    p = skip_ws(p + 1, end);
+    if (end - p < 6 || memcmp(p, "\"data\"", 6) != 0) return -1;
+    p = skip_ws(p + 6, end);
+    if (p >= end || *p != ':') return -1;
+    p = skip_ws(p + 1, end);
+    if (p >= end || *p != '[') return -1;
+    p = skip_ws(p + 1, end);
+    int64_t n = 0;
+    for (;;) {
+        if (n >= cap || p >= end || *p != '{') return -1;
+        p = skip_ws(p + 1, end);
+        uint64_t seen = 0;
+        int32_t next = 0;  /* the column expected next: records usually keep the schema's order */
+        for (;;) {
+            if (p >= end || *p != '"') return -1;
+            const char *k = p + 1;
+            if ((p = plain_string(k, end)) == NULL) return -1;
+            const int64_t kn = p - k;
+            int32_t j = -1;
+            if (next < m && name_is(s, next, k, kn)) j = next;
+            else for (int32_t c = 0; c < m; ++c) if (name_is(s, c, k, kn)) { j = c; break; }
+            if (j < 0 || ((seen >> j) & 1)) return -1;
+            seen |= (uint64_t)1 << j;
+            next = j + 1;
+            p = skip_ws(p + 1, end);
+            if (p >= end || *p != ':') return -1;
+            p = skip_ws(p + 1, end);
+            if (p >= end) return -1;
+            double v;
+            if (*p == 'n') {
+                if (end - p < 4 || memcmp(p, "null", 4) != 0) return -1;
+                p += 4;
+                v = s->kinds[j] == 0 ? NAN : -1.0;
+            } else if (s->kinds[j] == 0) {
+                if ((p = number(p, end, &v)) == NULL) return -1;
+            } else if (*p == '"') {
+                const char *t = p + 1;
+                if ((p = plain_string(t, end)) == NULL) return -1;
+                v = category(s, j, t, p - t);
+                ++p;
+            } else return -1;
+            out[(int64_t)j * cap + n] = v;
+            p = skip_ws(p, end);
+            if (p < end && *p == ',') { p = skip_ws(p + 1, end); continue; }
+            if (p < end && *p == '}') { ++p; break; }
+            return -1;
+        }
+        if (seen != all) return -1;
+        ++n;
+        p = skip_ws(p, end);
+        if (p < end && *p == ',') { p = skip_ws(p + 1, end); continue; }
+        if (p < end && *p == ']') { ++p; break; }
+        return -1;
+    }
+    p = skip_ws(p, end);
+    if (p >= end || *p != '}') return -1;
+    return skip_ws(p + 1, end) == end ? n : -1;
 }
