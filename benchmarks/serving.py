@@ -1,13 +1,28 @@
-"""Serving throughput: opml's endpoint vs `mlflow models serve` vs a do-nothing Starlette app, side by side.
+"""Serving throughput: opml's endpoint vs the do-nothing app on the same stack, other stacks and peers, side by side.
 
-All three servers are started here, on 127.0.0.1, with the same number of worker processes (configs/
-deploy.yaml's `workers`, or --workers), and measured with Apache Bench in one run:
-single-row payload, -c 8, keep-alive off; then opml with 100-row payloads (rows/s). Also times
+Every server runs on 127.0.0.1 with the same number of worker processes (configs/deploy.yaml's `workers`, or
+--workers) and is measured with Apache Bench in one run (-c 8, keep-alive off), the rows run alternately
+--rounds times (opml, do-nothing, ..., opml, do-nothing, ...) and reported as medians:
+- opml's endpoint (auth on), with 1-row and 100-row bodies, and with telemetry on (`opml enable-logs`);
+- the do-nothing app (benchmarks/peers/noop_app.py: reads the body, answers a fixed small JSON) under opml's own
+  supervisor and server settings (uvloop, httptools, opml's limits), with the same 1-row and 100-row bodies:
+  the targets are ratios to it;
+- --stacks: the do-nothing app on other stacks (starlette under uvicorn's CLI, granian, socketify), 1 row;
+- --peers: the same model (the registered sklearn pipeline) on BentoML and MLServer (a custom runtime reading
+  the raw JSON records), POST /score with the same bodies; a peer not installed is named and skipped.
+  MLServer conflicts with opml's dependencies: install it in a venv of its own and pass --peers-python;
+- `mlflow models serve` on the same model (1 row; --mlflow-n 0 skips it).
+Then memory per worker (RSS and private USS from /proc/PID/smaps_rollup) and the issue's targets. Also times
 one-row scoring in-process: the model's predict_proba on a DataFrame vs the compiled scorer.
 
     python benchmarks/serving.py                       # trains a model in a temp workspace first
     python benchmarks/serving.py --model-selection best   # ... deploying the top score (often an ensemble)
-    python benchmarks/serving.py --workspace .opml --model bankmarketing-automl:1
+    python benchmarks/serving.py --workspace .opml --model bankmarketing-automl:1 --rounds 2
+    python benchmarks/serving.py --workspace WS --stacks starlette,granian,socketify --peers bentoml,mlserver \\
+        --peers-python /tmp/peervenv/bin/python       # a venv with mlserver, 'uvloop<0.22' and opml (-e .)
+
+`pip install -e '.[bench]'` brings BentoML and granian (they resolve beside opml's pins); socketify: pip install
+socketify. The endpoint is deployed into --workspace as bench-PID and deleted at the end.
 """
 
 from __future__ import annotations
@@ -15,75 +30,59 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers import launch
+
 REPO = Path(__file__).resolve().parents[1]
-
-NOOP_APP = '''
-import orjson
-from starlette.applications import Starlette
-from starlette.responses import Response
-from starlette.routing import Route
-
-async def score(request):
-    await request.body()
-    return Response(orjson.dumps({"result": ["no"]}), media_type="application/json")
-
-app = Starlette(routes=[Route("/score", score, methods=["POST"])])
-'''
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@dataclass
+class Row:
+    """One line of the table: a server answering one body, measured once per round."""
 
-
-def wait_http(url: str, body: bytes, headers: dict[str, str], timeout: float = 120) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.post(url, data=body, headers=headers, timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.25)
-    raise SystemExit(f"server at {url} did not answer 200 within {timeout:.0f} s")
-
-
-def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    # `mlflow models serve` execs `uvicorn` through bash: the venv's bin folder must be on PATH.
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=os.environ | {"PATH": path} | (env or {}))
-
-
-def stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
+    label: str
+    server: str  # the key of the server it measures (for memory and the ratios)
+    url: str
+    body: bytes
+    n: int
+    rows: int = 1
+    key: str | None = None
+    before: Callable[[], None] | None = None  # e.g. telemetry on
+    after: Callable[[], None] | None = None
+    runs: list[dict] = field(default_factory=list)
 
 
 def ab(url: str, body: bytes, n: int, key: str | None = None) -> dict:
+    """ab -c 8, keep-alive off, -r: a connection reset or refused is a failed request, not the end of the run."""
     from opml.bench.ab import command, run
 
     with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as fh:
         fh.write(body)
     try:
-        return run(command(url, Path(fh.name), requests=n, concurrency=8, key=key))
+        cmd = command(url, Path(fh.name), requests=n, concurrency=8, key=key)
+        return run([cmd[0], "-r", *cmd[1:]])
     finally:
         os.unlink(fh.name)
+
+
+def names(value: str, known: dict) -> list[str]:
+    """A comma-separated list of names from `known` (argparse type)."""
+    out = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in out if v not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown: {', '.join(unknown)} (choose from {', '.join(known)})")
+    return out
 
 
 def main() -> None:
@@ -92,11 +91,20 @@ def main() -> None:
     ap.add_argument("--model", default="bankmarketing-automl:1")
     ap.add_argument("--train-budget", type=float, default=120.0, help="seconds (configs/automl.yaml's default)")
     ap.add_argument("--model-selection", choices=["one_se", "best"],
-                    help="train with this rule (default: configs/automl.yaml's, one_se)")
-    ap.add_argument("-n", type=int, default=20_000, help="requests for opml and the do-nothing server")
-    ap.add_argument("--mlflow-n", type=int, default=1_000, help="requests for mlflow models serve")
-    ap.add_argument("--workers", type=int, help="opml endpoint worker processes (default: configs/deploy.yaml's)")
+                    help="train with this rule (default: configs/automl.yaml's)")
+    ap.add_argument("-n", type=int, default=20_000, help="1-row requests per run for opml and the do-nothing apps")
+    ap.add_argument("--n100", type=int, help="100-row requests per run (default: max(2000, n/10))")
+    ap.add_argument("--rounds", type=int, default=1, help="run every row this many times, alternately; medians")
+    ap.add_argument("--stacks", type=lambda v: names(v, launch.STACKS), default=["starlette"],
+                    help="do-nothing app on other stacks too: starlette,granian,socketify (default: starlette)")
+    ap.add_argument("--peers", type=lambda v: names(v, launch.PEERS), default=[],
+                    help="serve the same model with peers too: bentoml,mlserver")
+    ap.add_argument("--peers-python", help="a Python (another venv) for the peers this one lacks (mlserver)")
+    ap.add_argument("--peer-n", type=int, default=2_000, help="requests per run for the peers")
+    ap.add_argument("--mlflow-n", type=int, default=1_000, help="requests for mlflow models serve (0: skip it)")
+    ap.add_argument("--workers", type=int, help="worker processes of every server (default: configs/deploy.yaml's)")
     args = ap.parse_args()
+    args.stacks = [s for s in dict.fromkeys(args.stacks) if s != "uvicorn"]  # uvicorn (opml's stack) always runs
 
     import pandas as pd
 
@@ -104,7 +112,8 @@ def main() -> None:
     from opml.data.reference import reference_csv
     from opml.errors import OpmlError
     from opml.serving.endpoints import delete as delete_endpoint
-    from opml.serving.endpoints import deploy, endpoint_keys
+    from opml.serving.endpoints import deploy, endpoint_keys, set_telemetry
+    from opml.serving.scorer import pickled_model
     from opml.training.models import get_model, load_model
     from opml.workspace.workspace import Workspace
 
@@ -113,109 +122,259 @@ def main() -> None:
     except OpmlError as exc:
         raise SystemExit(exc.line()) from None
     tmp = tempfile.TemporaryDirectory(prefix="opml-bench-")
+    logs = Path(tmp.name) / "logs"
+    logs.mkdir()
     root = args.workspace
     if root is None:
-        root = Path(tmp.name) / "ws"
-        env = os.environ | {"OPML_WORKSPACE": str(root)}
-        opml = [sys.executable, "-m", "opml", "--configs", str(REPO / "configs")]
-        subprocess.run([*opml, "auth"], env=env, check=True, capture_output=True)
-        print(f"training a model ({args.train_budget:.0f} s budget) ...", flush=True)
-        rule = ["--model-selection", args.model_selection] if args.model_selection else []
-        done = subprocess.run([*opml, "train", "--data", str(data), "--time-budget", str(args.train_budget), *rule,
-                               "--json"], env=env, check=True, capture_output=True, text=True)
-        sel = json.loads(done.stdout)["selection"]
-        top, chosen = sel["top"], sel["chosen"]
-        print(f"model_selection {sel['rule']}: top score {top['pipeline']} {top['score']:.4f} "
-              f"({top['scoring_cost']:,} leaves); chosen {chosen['pipeline']} {chosen['score']:.4f} "
-              f"({chosen['scoring_cost']:,} leaves)"
-              + (f"; one standard error {sel['standard_error']:.4f}" if "standard_error" in sel else ""))
+        root = train(Path(tmp.name) / "ws", data, args)
     ws = Workspace.open(root)
     reg = get_model(ws, args.model)
     df = pd.read_csv(data).drop(columns=["response"])
-    row = df.head(1)
-    one = json.dumps({"data": json.loads(row.to_json(orient="records"))}).encode()
-    hundred = json.dumps({"data": json.loads(df.head(100).to_json(orient="records"))}).encode()
+    records = json.loads(df.head(100).to_json(orient="records"))
+    one = json.dumps({"data": records[:1]}).encode()
+    hundred = json.dumps({"data": records}).encode()
+    n100 = args.n100 or max(2000, args.n // 10)
 
     # ---- in-process: one row through the model vs the compiled scorer ----------------------------
     from opml.serving.scorer import load_scorer
 
     model = load_model(reg)
     scorer = load_scorer(ws, reg.ref)
-    cols = {c: [v] for c, v in json.loads(row.to_json(orient="records"))[0].items()}
+    row = df.head(1)
+    cols = {c: [v] for c, v in records[0].items()}
     t_model = _time(lambda: model.predict_proba(row), 200)
     t_comp = _time(lambda: scorer.predict_proba(cols), 2000)
     print(f"\nmodel: {reg.ref} ({reg.pipeline}); endpoint inference: {scorer.inference}")
     print(f"one-row predict_proba, median: model on a DataFrame {t_model * 1e3:.3f} ms; "
           f"compiled scorer {t_comp * 1e3:.3f} ms ({t_model / t_comp:.0f}x)")
 
-    results: dict[str, dict] = {}
-    # ---- opml endpoint ----------------------------------------------------------------------------
-    name = f"bench-{os.getpid()}"
     settings = deploy_config(REPO / "configs")
     args.workers = args.workers or settings.workers
-    ep = deploy(ws, reg.ref, settings.model_copy(update={"name": name, "port": free_port(), "workers": args.workers}),
-                name)
-    key = endpoint_keys(ws, name)["primary"]
+    name = f"bench-{os.getpid()}"
+    servers: dict[str, launch.Server] = {}
+    pids: dict[str, int] = {}  # server -> the process whose children are its workers
+    rows: list[Row] = []
+    deployed = False
     try:
-        wait_http(ep.scoring_uri, one, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-        ab(ep.scoring_uri, one, 500, key)  # warm-up
-        results["opml (1 row)"] = ab(ep.scoring_uri, one, args.n, key)
-        results["opml (100 rows)"] = ab(ep.scoring_uri, hundred, max(2000, args.n // 10), key)
+        # ---- opml endpoint ------------------------------------------------------------------------
+        ep = deploy(ws, reg.ref, settings.model_copy(update={"name": name, "port": launch.free_port(),
+                                                             "workers": args.workers}), name)
+        deployed = True
+        key = endpoint_keys(ws, name)["primary"]
+        pids["opml"] = ep.pid
+        url = ep.scoring_uri
+        ab(url, one, 500, key)  # warm-up
+
+        def telemetry(on: bool) -> Callable[[], None]:
+            return lambda: set_telemetry(ws, name, on)
+
+        # ---- the do-nothing app on opml's stack, then the other stacks ---------------------------------
+        for stack in ["uvicorn", *args.stacks]:
+            module, how = launch.STACKS[stack]
+            if not launch.installed(module):
+                print(f"{stack} not installed ({how})")
+                continue
+            servers[stack] = launch.stack(stack, args.workers, logs)
+        # ---- peers on the same model ---------------------------------------------------------------------
+        pkl = pickled_model(reg.path)
+        for peer in args.peers:
+            module, how = launch.PEERS[peer]
+            python = sys.executable if launch.installed(module) else args.peers_python
+            if python is None or not launch.installed(module, python):
+                print(f"{peer} not installed ({how})")
+                continue
+            if pkl is None:
+                print(f"{peer} skipped: {reg.ref} is not a pickled sklearn-flavour model")
+                continue
+            servers[peer] = launch.peer(peer, python, pkl, args.workers, logs)
+        if args.mlflow_n > 0:
+            servers["mlflow"] = launch.mlflow_serve(reg.path, args.workers, logs)
+            servers["mlflow"].body = json.dumps({"dataframe_records": records[:1]}).encode()
+        for label, server in list(servers.items()):
+            try:
+                launch.wait_ready(server, server.body or one, JSON_HEADERS)
+            except RuntimeError as exc:
+                print(f"{label} skipped: {exc}")
+                del servers[label]
+                continue
+            pids[label] = server.proc.pid
+            ab(server.url, server.body or one, 100 if label in launch.PEERS or label == "mlflow" else 500)
+
+        # ---- the rows, alternately -----------------------------------------------------------------------
+        def add(label: str, server: str, body: bytes, n: int, rows_per_request: int = 1, **kw) -> None:
+            target = url if server == "opml" else servers[server].url
+            rows.append(Row(label, server, target, body, n, rows_per_request, **kw))
+
+        add("opml", "opml", one, args.n, key=key)
+        if "uvicorn" in servers:
+            add(servers["uvicorn"].label, "uvicorn", one, args.n)
+        add("opml, telemetry on", "opml", one, args.n, key=key, before=telemetry(True), after=telemetry(False))
+        for stack in args.stacks:
+            if stack in servers:
+                add(servers[stack].label, stack, one, args.n)
+        for peer in args.peers:
+            if peer in servers:
+                add(peer, peer, one, args.peer_n)
+        if "mlflow" in servers:
+            add("mlflow models serve", "mlflow", servers["mlflow"].body, args.mlflow_n)
+        add("opml", "opml", hundred, n100, 100, key=key)
+        if "uvicorn" in servers:
+            add(servers["uvicorn"].label, "uvicorn", hundred, n100, 100)
+        for peer in args.peers:
+            if peer in servers:
+                add(peer, peer, hundred, args.peer_n, 100)
+        for r in range(args.rounds):
+            print(f"round {r + 1}/{args.rounds} ...", flush=True)
+            for row in rows:
+                print(f"  {row.label}, {row.rows} row(s): {row.n} requests", flush=True)
+                if row.before:
+                    row.before()
+                try:
+                    row.runs.append(ab(row.url, row.body, row.n, row.key))
+                except OpmlError as exc:  # no report at all (the server died?): the row shows no result
+                    print(f"  {row.label}: {exc.line()}")
+                finally:
+                    if row.after:
+                        row.after()
+        mem = {label: memory(pid) for label, pid in pids.items()}
     finally:
-        delete_endpoint(ws, name)
-
-    # ---- mlflow models serve on the same model -----------------------------------------------------
-    port = free_port()
-    mlflow_proc = start([sys.executable, "-m", "mlflow", "models", "serve", "-m", reg.path, "--env-manager",
-                         "local", "--host", "127.0.0.1", "-p", str(port), "-w", str(args.workers)])
-    mlflow_body = json.dumps({"dataframe_records": json.loads(row.to_json(orient="records"))}).encode()
-    try:
-        url = f"http://127.0.0.1:{port}/invocations"
-        wait_http(url, mlflow_body, {"Content-Type": "application/json"})
-        ab(url, mlflow_body, 100)
-        results["mlflow models serve"] = ab(url, mlflow_body, args.mlflow_n)
-    finally:
-        stop(mlflow_proc)
-
-    # ---- do-nothing Starlette + orjson under uvicorn (uvloop, httptools) ------------------------
-    port = free_port()
-    with tempfile.TemporaryDirectory() as d:
-        Path(d, "noop_app.py").write_text(NOOP_APP)
-        noop = start([sys.executable, "-m", "uvicorn", "noop_app:app", "--host", "127.0.0.1", "--port", str(port),
-                      "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
-                      "--workers", str(args.workers)],
-                     env={"PYTHONPATH": d})
-        try:
-            url = f"http://127.0.0.1:{port}/score"
-            wait_http(url, one, {"Content-Type": "application/json"})
-            ab(url, one, 500)
-            results["do-nothing starlette"] = ab(url, one, args.n)
-        finally:
-            stop(noop)
-
-    ws.close()
-    base = results["mlflow models serve"]["requests_per_second"]
-    print(f"\nApache Bench, 127.0.0.1, -c 8, keep-alive off ({os.cpu_count()} cores; "
-          f"{args.workers} worker process(es) for each server)")
-    print(f"{'server':<24}{'requests':>9}{'req/s':>10}{'rows/s':>10}{'p50 ms':>8}{'p99 ms':>8}"
-          f"{'failed':>8}{'non-2xx':>8}{'x mlflow':>10}")
-    for label, r in results.items():
-        rows = 100 if "100 rows" in label else 1
-        print(f"{label:<24}{r['complete_requests']:>9}{r['requests_per_second']:>10.0f}"
-              f"{r['requests_per_second'] * rows:>10.0f}{r['latency_ms'].get('50', 0):>8.0f}"
-              f"{r['latency_ms'].get('99', 0):>8.0f}{r['failed_requests']:>8}{r['non_2xx_responses']:>8}"
-              f"{r['requests_per_second'] / base:>10.1f}")
-    o = results["opml (1 row)"]
-    h = results["opml (100 rows)"]
-    print("\ntargets: opml >= 20x mlflow req/s: "
-          f"{o['requests_per_second'] / base:.1f}x; p99 < 10 ms: {o['latency_ms'].get('99')} ms; "
-          f"0 failed of {o['complete_requests']}: {o['failed_requests'] + o['non_2xx_responses']}; "
-          f"100-row payload >= 100,000 rows/s: {h['requests_per_second'] * 100:,.0f}")
-    print("note: ab reports whole milliseconds; p99 '0'/'1' means under 1/2 ms.")
+        for server in servers.values():
+            server.stop()
+        if deployed:
+            delete_endpoint(ws, name)
+        ws.close()
+    report(rows, mem, args, servers)
     tmp.cleanup()
 
 
-def _time(fn, n: int) -> float:
+def train(root: Path, data: Path, args: argparse.Namespace) -> Path:
+    """A new workspace at `root` with a model trained by `opml train` (default settings)."""
+    env = os.environ | {"OPML_WORKSPACE": str(root)}
+    opml = [sys.executable, "-m", "opml", "--configs", str(REPO / "configs")]
+    subprocess.run([*opml, "auth"], env=env, check=True, capture_output=True)
+    print(f"training a model ({args.train_budget:.0f} s budget) ...", flush=True)
+    rule = ["--model-selection", args.model_selection] if args.model_selection else []
+    done = subprocess.run([*opml, "train", "--data", str(data), "--time-budget", str(args.train_budget), *rule,
+                           "--json"], env=env, check=True, capture_output=True, text=True)
+    sel = json.loads(done.stdout)["selection"]
+    top, chosen = sel["top"], sel["chosen"]
+    print(f"model_selection {sel['rule']}: top score {top['pipeline']} {top['score']:.4f} "
+          f"({top['scoring_cost']:,} leaves); chosen {chosen['pipeline']} {chosen['score']:.4f} "
+          f"({chosen['scoring_cost']:,} leaves)"
+          + (f"; one standard error {sel['standard_error']:.4f}" if "standard_error" in sel else ""))
+    return root
+
+
+def memory(pid: int) -> dict:
+    """A server's processes and its workers' memory (the children of `pid`: the supervisor's or arbiter's)."""
+    procs = launch.tree(pid)
+    workers = [launch.memory(c) for c in launch.children(pid)] or [launch.memory(pid)]
+    workers = [w for w in workers if w]
+    every = [m for m in map(launch.memory, procs) if m]
+    return {"processes": len(procs), "workers": len(workers),
+            "rss": statistics.median(w["rss"] for w in workers) if workers else 0.0,
+            "uss": statistics.median(w["uss"] for w in workers) if workers else 0.0,
+            "uss_total": sum(m["uss"] for m in every), "rss_total": sum(m["rss"] for m in every)}
+
+
+def summary(row: Row) -> dict:
+    """The medians (req/s, latency percentiles) and the totals (requests, failures) of a row's runs."""
+    runs = row.runs
+    return {"requests": sum(r["complete_requests"] for r in runs),
+            "rps": statistics.median(r["requests_per_second"] for r in runs),
+            "p50": statistics.median(r["latency_ms"].get("50", 0) for r in runs),
+            "p99": statistics.median(r["latency_ms"].get("99", 0) for r in runs),
+            "failed": sum(r["failed_requests"] for r in runs),
+            "non2xx": sum(r["non_2xx_responses"] for r in runs),
+            "by_round": [r["requests_per_second"] for r in runs]}
+
+
+def report(rows: list[Row], mem: dict[str, dict], args: argparse.Namespace,
+           servers: dict[str, launch.Server]) -> None:
+    """The side-by-side table (medians), the ratios, memory per worker and the issue's targets."""
+    s = {(row.label, row.rows): summary(row) for row in rows if row.runs}
+    noop_label = servers["uvicorn"].label if "uvicorn" in servers else None
+
+    def rps(label: str | None, nrows: int) -> float | None:
+        got = s.get((label, nrows)) if label else None
+        return got["rps"] if got else None
+
+    print(f"\nApache Bench, 127.0.0.1, -c 8, keep-alive off ({os.cpu_count()} cores; {args.workers} worker "
+          f"process(es) for each server); median of {args.rounds} round(s), rows run alternately")
+    print(f"{'server':<26}{'body':>9}{'requests':>9}{'req/s':>8}{'rows/s':>9}{'p50 ms':>7}{'p99 ms':>7}"
+          f"{'failed':>7}{'non-2xx':>8}{'x noop':>8}{'opml/x':>8}  req/s by round")
+    for row in rows:
+        r = s.get((row.label, row.rows))
+        if r is None:
+            print(f"{row.label:<26}{'1 row' if row.rows == 1 else f'{row.rows} rows':>9}  no result (see above)")
+            continue
+        noop, opml = rps(noop_label, row.rows), rps("opml", row.rows)
+        print(f"{row.label:<26}{'1 row' if row.rows == 1 else f'{row.rows} rows':>9}{r['requests']:>9}"
+              f"{r['rps']:>8.0f}{r['rps'] * row.rows:>9.0f}{r['p50']:>7.0f}{r['p99']:>7.0f}{r['failed']:>7}"
+              f"{r['non2xx']:>8}{_ratio(r['rps'], noop):>8}{_ratio(opml, r['rps']):>8}  "
+              + "/".join(f"{v:.0f}" for v in r["by_round"]))
+    print("x noop: req/s over the do-nothing app's (opml stack, same body); opml/x: opml's req/s over this "
+          "row's (same body).\nab reports whole milliseconds: p99 '0'/'1' means under 1/2 ms.")
+
+    print(f"\n{'memory (MB)':<26}{'procs':>6}{'workers':>8}{'RSS/worker':>11}{'USS/worker':>11}{'USS total':>10}")
+    for label, m in mem.items():
+        if not m["workers"]:
+            print(f"{label:<26}  not running any more (it died during the runs)")
+            continue
+        print(f"{label:<26}{m['processes']:>6}{m['workers']:>8}{m['rss']:>11.0f}{m['uss']:>11.0f}"
+              f"{m['uss_total']:>10.0f}")
+    print("workers: the children of the server's first process (supervisor, arbiter, or MLServer's inference pool); "
+          "USS: private pages (clean + dirty).")
+
+    one, hundred, tel = s.get(("opml", 1)), s.get(("opml", 100)), s.get(("opml, telemetry on", 1))
+    print("\ntargets (issue 14; 'by round': the ratio within each round, which a machine's drift affects less):")
+    if one and hundred:
+        noop1, noop100 = rps(noop_label, 1), rps(noop_label, 100)
+        print(f"  1 row: opml/do-nothing {_ratio(one['rps'], noop1)} (>= 0.90; by round "
+              f"{_by_round(one, s.get((noop_label, 1)))}); p99 {one['p99']:.0f} ms (<= 5)"
+              + ("  [ensemble target: >= 0.6 with --model-selection best]" if args.model_selection == "best" else ""))
+        print(f"  100 rows: opml/do-nothing {_ratio(hundred['rps'], noop100)} (>= 0.50; by round "
+              f"{_by_round(hundred, s.get((noop_label, 100)))}); "
+              f"{hundred['rps'] * 100:,.0f} rows/s (>= 200,000); p99 {hundred['p99']:.0f} ms (<= 15)")
+    if one and tel:
+        print(f"  telemetry on: {100 * (1 - tel['rps'] / one['rps']):.1f}% fewer req/s (<= 5%; opml with/without by "
+              f"round {_by_round(tel, one)})")
+    if "opml" in mem:
+        print(f"  memory per worker: RSS {mem['opml']['rss']:.0f} MB, USS {mem['opml']['uss']:.0f} MB "
+              f"(<= about 245 MB RSS)")
+    peers = [p for p in args.peers if (p, 1) in s]
+    if one and peers:
+        print("  opml/peer: " + "; ".join(
+            f"{p} {_ratio(one['rps'], s[(p, 1)]['rps'])} (1 row), "
+            f"{_ratio(hundred and hundred['rps'], s.get((p, 100), {}).get('rps'))} (100 rows)" for p in peers))
+    noop = s.get((noop_label, 1))
+    stacks = [servers[k].label for k in args.stacks if k in servers and (servers[k].label, 1) in s]
+    if noop and stacks:
+        wins = [x for x in stacks if s[(x, 1)]["rps"] > noop["rps"] and s[(x, 1)]["p99"] <= noop["p99"]
+                and not s[(x, 1)]["failed"] + s[(x, 1)]["non2xx"]]
+        print(f"  stack: a server replaces uvicorn+uvloop+httptools only if it wins on req/s and p99 (no failures): "
+              f"{', '.join(wins) or 'none does'}")
+    failures = sum(x["failed"] + x["non2xx"] for x in s.values())
+    print(f"  failed or non-2xx, all rows: {failures}")
+    if one and ("mlflow models serve", 1) in s:
+        print(f"  (earlier target) opml >= 20x mlflow req/s: "
+              f"{one['rps'] / s[('mlflow models serve', 1)]['rps']:.1f}x")
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a and b else "-"
+
+
+def _by_round(a: dict | None, b: dict | None) -> str:
+    """The ratios a/b of two rows' req/s, round by round (the rows ran alternately in each)."""
+    if not a or not b:
+        return "-"
+    ratios = [x / y for x, y in zip(a["by_round"], b["by_round"], strict=False)]
+    median = f", median {statistics.median(ratios):.2f}" if len(ratios) > 2 else ""
+    return "/".join(f"{r:.2f}" for r in ratios) + median
+
+
+def _time(fn: Callable[[], object], n: int) -> float:
     for _ in range(10):
         fn()
     samples = []
