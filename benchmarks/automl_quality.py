@@ -6,7 +6,7 @@ Afterwards (untimed) the final model of each is cross-validated again on the sam
 (StratifiedKFold(5, shuffle=True, random_state=0)): pooled out-of-fold AUC_weighted, accuracy and the
 minority class's F1 at argmax and at the F1-maximising threshold are computed the same way for both.
 opml's engine also reports its own scores (ensembles cross-fitted, so not leaked). Both systems keep
-their top-scoring model (opml: model_selection "best"; its default "one_se" trades a score within one
+their top-scoring model (opml: model_selection "best", its default; "one_se" trades a score within one
 standard error for a cheaper model to serve).
 
     .venv/bin/pip install flaml          # benchmark only; opml does not depend on it
@@ -23,6 +23,15 @@ Two more modes run the whole `opml train` command (fresh workspace each time):
 error of that run's top score (the model the selection rule chose, refit or delivered as a bag of its fold
 models) and that the wall time stays within budget + 10%. --leakage puts side by side the AUC with all
 columns (the reference's model) and without `duration`, which is known only after the call ends.
+
+An outer evaluation chooses the default selection rule from evidence (benchmarks/outer_eval.py):
+
+    .venv/bin/python benchmarks/automl_quality.py --outer 5x2 [--budget 120] [--sample ROWS] [--outer-json PATH]
+
+RepeatedStratifiedKFold outer splits of the CSV; in each, one AutoML search on the inner part, every selection
+rule applied to that same leaderboard, each rule's model scored on the outer part (AUC, minority F1 and accuracy
+at the tuned threshold, tree leaves, one-row µs through the compiled scorer); per rule the mean, spread and the
+paired AUC difference vs `best`.
 """
 
 from __future__ import annotations
@@ -298,6 +307,10 @@ def main() -> None:
     parser.add_argument("--only", choices=["opml", "flaml", "cli"])
     parser.add_argument("--budgets", help="comma-separated budgets (e.g. 30,60,120): `opml train` at each, checked")
     parser.add_argument("--leakage", action="store_true", help="AUC with all columns vs --drop-columns duration")
+    parser.add_argument("--outer", metavar="FOLDSxREPEATS",
+                        help="outer evaluation of the selection rules, e.g. 5x2 (benchmarks/outer_eval.py)")
+    parser.add_argument("--sample", type=int, help="--outer: a stratified sample of this many rows (smoke runs)")
+    parser.add_argument("--outer-json", type=Path, help="--outer: also write the per-split results here")
     parser.add_argument("--worker", choices=["opml", "flaml"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.data is None:
@@ -314,6 +327,11 @@ def main() -> None:
         sys.path.insert(0, str(REPO))
         out = worker_opml(args.data, args.budget) if args.worker == "opml" else worker_flaml(args.data, args.budget)
         print(json.dumps(out, default=float))
+        return
+    if args.outer:
+        from outer_eval import evaluate  # a sibling script: benchmarks/ is sys.path[0]
+
+        evaluate(args.data, args.budget, args.outer, args.sample, args.outer_json)
         return
     if args.budgets:
         ok = short_budgets(args.data, [float(b) for b in args.budgets.split(",")])

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import requests
+import yaml
 
 from tests.conftest import Project
 
@@ -42,14 +43,13 @@ def test_train_reports_leaderboard_guardrails_and_imbalance(trained):
     thr = out["threshold"]
     assert thr["tuned"]["f1"] >= thr["argmax"]["f1"]
     assert len(out["feature_importance"]) >= 10
-    # the default model_selection (one_se): the cheapest to score within one SE of the top score
+    # the default model_selection (best): the top score (its record still names the one-SE floor)
     sel = out["selection"]
-    assert sel["rule"] == "one_se" and sel["top"]["pipeline"] == board[0]["pipeline"]
+    assert sel["rule"] == "best" and sel["top"]["pipeline"] == board[0]["pipeline"]
     assert out["best"]["pipeline"] == sel["chosen"]["pipeline"]
     assert sel["chosen"]["score"] >= sel["top"]["score"] - sel["standard_error"]
     assert all(r["scoring_cost"] > 0 for r in board)
-    assert sel["chosen"]["scoring_cost"] == min(r["scoring_cost"] for r in board
-                                                 if r["metrics"]["AUC_weighted"] >= sel["floor"])
+    assert sel["chosen"] == sel["top"] and out["best"]["metrics"]["AUC_weighted"] == scores[0]
     assert "Best run: " + out["best"]["pipeline"] in proj_report(trained)
     # progress went to stderr, one line per trial when not a terminal
     assert res.stderr.count("trial ") >= 6
@@ -107,6 +107,21 @@ def test_drop_columns(tmp_path, bank_csv):
     assert json.loads(params["drop_columns"]) == ["duration"]
 
 
+def test_train_reads_the_registered_dataset_without_downloading(tmp_path, bank_csv):
+    small = tmp_path / "small.csv"
+    pd.read_csv(bank_csv).sample(2000, random_state=1).to_csv(small, index=False)
+    proj = Project(tmp_path / "p")
+    proj.ok("auth")
+    cfg = yaml.safe_load((proj.configs / "automl.yaml").read_text())
+    proj.set_config(dataset=cfg["dataset"] | {"url": "http://127.0.0.1:9/bankmarketing.csv", "sha256": None})
+    assert "cannot download" in proj.fails("train", "--max-trials", "1")  # nothing registered: the URL is needed
+    proj.ok("data", "register", "--path", str(small))
+    out = json.loads(proj.ok("train", "--max-trials", "2", "--json").stdout)
+    model = json.loads(proj.ok("models", "show", out["model"], "--json").stdout)
+    assert model["info"]["dataset"] == "bankmarketing:1"  # the registered version: no download, no new version
+    assert [d["ref"] for d in json.loads(proj.ok("data", "list", "--json").stdout)] == ["bankmarketing:1"]
+
+
 def test_drop_columns_is_refused_on_the_azureml_backend(tmp_path, bank_csv):
     proj = Project(tmp_path / "p")
     proj.set_config("workspace.yaml", backend="azureml",
@@ -134,7 +149,7 @@ def test_mlflow_holds_parent_and_child_runs(trained):
         assert name in metrics, name
     assert db.execute("SELECT status FROM runs WHERE run_uuid = ?", (parent,)).fetchone()[0] == "FINISHED"
     tags = dict(db.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (parent,)).fetchall())
-    assert tags["opml.model_selection"] == "one_se" and tags["opml.best_pipeline"] == out["best"]["pipeline"]
+    assert tags["opml.model_selection"] == "best" and tags["opml.best_pipeline"] == out["best"]["pipeline"]
     versions = db.execute("SELECT name, version FROM model_versions").fetchall()
     assert versions == [("bankmarketing-automl", 1)]
 

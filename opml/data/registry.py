@@ -123,14 +123,19 @@ def parse_ref(ref: str, kind: str = "dataset") -> tuple[str, int | None]:
     return name, int(version) if version else None
 
 
+def latest(ws: Workspace, name: str) -> Dataset | None:
+    """The newest registered version of `name`, if any."""
+    row = ws.db.execute("SELECT * FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)).fetchone()
+    return _row(row) if row else None
+
+
 def get_dataset(ws: Workspace, ref: str) -> Dataset:
     name, version = parse_ref(ref)
     if version is None:
-        row = ws.db.execute(
-            "SELECT * FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
-        ).fetchone()
+        found = latest(ws, name)
     else:
         row = ws.db.execute("SELECT * FROM datasets WHERE name = ? AND version = ?", (name, version)).fetchone()
-    if row is None:
+        found = _row(row) if row else None
+    if found is None:
         raise NotFoundError(f"no dataset {ref!r} in the workspace", "see `opml data list` or run `opml data register`")
-    return _row(row)
+    return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from opml.config import DatasetSpec
-from opml.data.registry import Dataset, register
+from opml.data.registry import Dataset, latest, register
 from opml.data.resolve import resolve_source
 from opml.data.source import downloaded, local_file
 from opml.errors import OpmlError
@@ -40,3 +40,15 @@ def register_dataset(
     # a registration that fails leaves no download behind (one an earlier registration verified stays cached)
     with downloaded(source.url, ws.cache_dir, source.sha256, progress=progress) as file:
         return register(ws, name, Path(file), label=label, source=source.url, shown=source.url)
+
+
+def training_dataset(ws: Workspace, spec: DatasetSpec | None, *, path: str | None = None, label: str | None = None,
+                     progress: bool = True) -> Dataset:
+    """The dataset a training run reads: `path` (or $OPML_DATA, or automl.yaml's dataset.path) registered first;
+    else the latest registered version of the configured dataset, as Azure ML's jobs take a registered data asset
+    (so `opml data register --path F` then `opml train` works offline); else registered from dataset.url."""
+    source = resolve_source(spec, path=path)
+    current = None if source.path or spec is None else latest(ws, spec.name)
+    if current is not None and current.label == (label or spec.label_column):
+        return current
+    return register_dataset(ws, spec, path=path, label=label, progress=progress)[0]

@@ -14,7 +14,7 @@ from typing import Any
 
 from opml.config import AutoMLSettings
 from opml.data.registry import Dataset
-from opml.data.stage import register_dataset
+from opml.data.stage import training_dataset
 from opml.errors import OpmlError
 from opml.output import plain
 from opml.training import runs
@@ -46,7 +46,7 @@ def train(ws: Workspace, settings: AutoMLSettings, *, data: str | None = None,
     from opml.automl.guardrails import validate_input
 
     started = time.monotonic()
-    dataset, _ = register_dataset(ws, settings.dataset, path=data, label=settings.label, progress=progress)
+    dataset = training_dataset(ws, settings.dataset, path=data, label=settings.label, progress=progress)
     df = dataset.load()
     validate_input(df, settings)
 

@@ -34,6 +34,6 @@ def small_run(small_df: pd.DataFrame):
 
     seen: list[Any] = []
     settings = make_settings(max_trials=6, allowed_models=["LightGBM", "XGBoostClassifier", "LogisticRegression"],
-                             experiment_timeout_seconds=120)
+                             experiment_timeout_seconds=120, model_selection="one_se")  # the rule with a choice
     result = run_experiment(small_df, settings, on_trial=seen.append)
     return result, seen

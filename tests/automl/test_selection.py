@@ -77,6 +77,16 @@ def test_one_se_takes_the_cheapest_within_one_standard_error():
         select(board[:1], "fastest", "AUC_weighted", y, folds)
 
 
+def test_the_default_rule_is_the_top_score():
+    """`best` by default (chosen by benchmarks/automl_quality.py --outer), in the settings and the shipped config."""
+    from pathlib import Path
+
+    from opml.config import AutoMLSettings, automl_settings
+
+    assert AutoMLSettings(dataset={"name": "d", "label_column": "y"}).model_selection == "best"
+    assert automl_settings(Path(__file__).resolve().parents[2] / "configs").model_selection == "best"
+
+
 def test_the_report_says_why_the_top_score_was_passed_over():
     selection = {"rule": "one_se", "standard_error": 0.0017, "eligible": 6,
                  "top": {"iteration": 15, "pipeline": "StackEnsemble", "score": 0.9513, "scoring_cost": 48700},
