@@ -44,9 +44,9 @@ def test_do_nothing_app_runs_under_opmls_supervisor_and_http_protocol(tmp_path: 
                      + b"Content-Length: 2\r\n\r\n{}")
         head = conn.recv(65536)
     assert head.startswith(b"HTTP/1.1 431") and b'"error"' in head
-    # opml's supervisor forked the two workers; their memory is readable
+    # opml's supervisor forked the two workers and the standby; their memory is readable
     workers = launch.children(server.proc.pid)
-    assert len(workers) == 2
+    assert len(workers) == 3
     assert all(launch.memory(pid)["rss"] > 1 for pid in workers)
     procs = server.processes()
     server.stop()

@@ -298,10 +298,25 @@ def test_deploy_argument_errors(deployed):
 def _deploy_two_workers(proj: Project, name: str) -> dict:
     ep = json.loads(proj.ok("deploy", "--best", "--name", name, "--json").stdout)  # workers: 2 (deploy.yaml)
     assert ep["settings"]["workers"] == 2
-    # the supervisor deploy started (it serves nothing) and its two workers, both serving when deploy returns
-    assert len(group_members(ep["pid"])) == 3
+    # the supervisor deploy started (it serves nothing), its two workers, both serving when deploy returns, and the
+    # standby it forked then (loading in the background)
+    assert len(group_members(ep["pid"])) == 4
     assert _show(proj, name)["workers"]["alive"] == 2
+    _loaded_standby(proj, name, ep["pid"])
     return ep
+
+
+def _loaded_standby(proj: Project, name: str, supervisor: int, not_pid: int | None = None) -> int:
+    """The endpoint's standby worker once it has loaded the model (not `not_pid`), from the state file."""
+    from opml.serving.process import state_info
+
+    deadline = time.monotonic() + 60
+    while True:
+        standby = ((state_info(proj.ws, name, supervisor) or {}).get("workers") or {}).get("standby") or {}
+        if standby.get("loaded") and standby["pid"] != not_pid:
+            return standby["pid"]
+        assert time.monotonic() < deadline, f"no loaded standby 60 s on: {standby}"
+        time.sleep(0.02)
 
 
 def test_workers_share_the_port_and_stop_together(deployed, bank_csv):
@@ -393,6 +408,7 @@ def test_a_killed_worker_is_restarted_within_a_second_logged_and_reported(deploy
     assert "workers      2/2 alive, 0 restarts" in proj.ok("endpoint", "show", name).stdout
     victim, survivor = shown["workers"]["pids"]
     assert ep["pid"] not in (victim, survivor)  # the process deploy started serves no request
+    standby = _loaded_standby(proj, name, ep["pid"])
     payload = tmp_path / "one.json"
     payload.write_text(json.dumps({"data": records(bank_csv, 1)}))
     load = subprocess.Popen(["ab", "-r", "-n", "6000", "-c", "4", "-p", str(payload), "-T", "application/json",
@@ -422,7 +438,9 @@ def test_a_killed_worker_is_restarted_within_a_second_logged_and_reported(deploy
     log = (proj.ws / "logs" / "endpoints" / f"{name}.log").read_text()
     restarts = [ln for ln in log.splitlines() if f"worker {victim} " in ln and "restart" in ln]
     assert len(restarts) == 1 and "SIGKILL" in restarts[0] and "restart 1" in restarts[0], restarts
-    assert f"started worker {new} in its place" in restarts[0]
+    assert new == standby and f"standby {new} took its place" in restarts[0]  # the loaded standby was promoted
+    standby = _loaded_standby(proj, name, ep["pid"], not_pid=new)  # and the next one forked and loaded
+    assert standby not in (survivor, new)
 
     # while a worker is missing, show says so: the supervisor is paused (SIGSTOP) to hold that moment open
     os.kill(ep["pid"], signal.SIGSTOP)
@@ -441,11 +459,41 @@ def test_a_killed_worker_is_restarted_within_a_second_logged_and_reported(deploy
         os.kill(ep["pid"], signal.SIGCONT)
     newest, forked, serving = _replaced(proj, name, ep["pid"], {survivor, new})
     assert serving < 1.0, serving
+    assert newest == standby
     after = _show(proj, name)
     assert after["state"] == "Healthy" and after["workers"]["restarts"] == 2
     assert "workers      2/2 alive, 2 restarts\n" in proj.ok("endpoint", "show", name).stdout
     _scores_like_the_model(proj, ep, name, bank_csv, newest)
     proj.ok("endpoint", "delete", name)
+
+
+def test_the_standby_serves_nothing_until_promoted_and_is_replaced_when_it_dies(deployed, bank_csv):
+    """Issue 11 item 5 with a model that takes seconds to load: the loaded standby takes no request (it has no
+    counters file, it is in no worker list); kill -9 of it is no restart of a serving worker: the endpoint stays
+    Healthy and answers, the death is logged, and a new standby loads."""
+    proj, _ = deployed
+    name = "standby"
+    ep = _deploy_two_workers(proj, name)
+    standby = _loaded_standby(proj, name, ep["pid"])
+    shown = _show(proj, name)
+    assert standby not in shown["workers"]["pids"] and standby in group_members(ep["pid"])
+    key = keys(proj, name)["primaryKey"]
+    assert all(post(ep, {"data": records(bank_csv, 1)}, key).status_code == 200 for _ in range(20))
+    shared = proj.ws / "run" / "endpoints" / f"{name}.{ep['pid']}.metrics"
+    assert sorted(int(f.stem) for f in shared.glob("*.bin")) == sorted(shown["workers"]["pids"])
+    os.kill(standby, signal.SIGKILL)
+    assert all(post(ep, {"data": records(bank_csv, 1)}, key).status_code == 200 for _ in range(20))
+    again = _loaded_standby(proj, name, ep["pid"], not_pid=standby)
+    after = _show(proj, name)
+    assert after["state"] == "Healthy" and after["workers"]["restarts"] == 0
+    assert after["workers"]["pids"] == shown["workers"]["pids"] and again not in after["workers"]["pids"]
+    log = (proj.ws / "logs" / "endpoints" / f"{name}.log").read_text()
+    assert f"standby worker {standby} was killed by SIGKILL; starting another standby" in log, log
+    proj.ok("endpoint", "delete", name)
+    deadline = time.monotonic() + 15
+    while group_members(ep["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert group_members(ep["pid"]) == [] and not shared.exists()  # the standby stopped too
 
 
 def test_a_restarted_worker_on_the_library_path_scores_like_the_model(deployed, bank_csv, monkeypatch):

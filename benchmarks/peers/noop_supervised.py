@@ -27,9 +27,12 @@ from opml.asgi import LIMITS, LOG_CONFIG, bind, protocol_class, uvicorn_server
 from opml.serving import server
 
 
-def serve(args: argparse.Namespace, sock: socket.socket, ready_fd: int) -> int:
-    """One worker, as opml.serving.server.serve runs it, with the do-nothing app in place of the scoring app."""
+def serve(args: argparse.Namespace, sock: socket.socket, ready_fd: int, standby: bool = False) -> int:
+    """One worker, as opml.serving.server.serve runs it, with the do-nothing app in place of the scoring app
+    (the standby, too, waits to be promoted as the endpoint's does)."""
     pid = os.getpid()
+    if standby and not server._promoted(ready_fd, pid, "do-nothing", 0.0):
+        return 0
 
     def started() -> None:
         os.write(ready_fd, json.dumps({"pid": pid, "inference": "do-nothing", "load_s": 0.0}).encode() + b"\n")

@@ -6,15 +6,20 @@ workers that share it: one accept queue, so a connection waiting when a worker d
 Before forking, the supervisor imports what the workers need (numpy, pandas, scikit-learn, the model's
 libraries, opml's scoring code, uvicorn: opml.serving.scorer.preload) but never loads the model nor runs
 any of it, so no OpenMP thread pool or other runtime state exists to cross a fork; the forks share those
-pages. Each worker loads and warms the model after the fork (tens of milliseconds) and only then serves,
+pages. Each worker loads and warms the model after the fork (milliseconds to seconds) and only then serves,
 so a model that fails to load never takes traffic: the socket listens once the first worker is ready.
 
-The supervisor restarts a worker that dies at once (one log line each; the replacement serves about
-0.1 s later; a worker that dies before it is ready is restarted after a growing pause), and keeps the
-endpoint's state file, the ready file that `opml deploy` waits for and `opml endpoint show/list` read:
-its pid and port, the workers expected, ready and starting, and the restarts. Workers stop when the
-supervisor dies, even by SIGKILL; SIGTERM stops them all gracefully and cleans up. Keys are read from
-the workspace's secrets, never from arguments.
+Loading a model takes up to seconds (an ensemble: unpickle, then compile every tree), so once the endpoint
+serves the supervisor also forks one standby worker: it loads and warms the model like a worker, reports
+"loaded" and waits (SIGUSR1 blocked, in sigwait) without touching the socket. When a serving worker dies the
+supervisor promotes the standby at once (SIGUSR1: it builds its app and serves within milliseconds; one still
+loading serves as soon as it has loaded, ahead of a fresh fork), logs it, and forks the next standby; without a
+standby it forks a replacement (a worker that dies before it is ready is restarted after a growing pause). A
+standby that dies is replaced, not counted as a restart; it never holds the endpoint's readiness back, and costs
+one worker's private memory. The supervisor keeps the endpoint's state file, the ready file that `opml deploy`
+waits for and `opml endpoint show/list` read: its pid and port, the workers expected, ready and starting, the
+restarts and the standby. Workers (the standby too) stop when the supervisor dies, even by SIGKILL; SIGTERM
+stops them all gracefully and cleans up. Keys are read from the workspace's secrets, never from arguments.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from opml.files import atomic_write
 STOP_TIMEOUT_S = 10.0  # workers still running this long after SIGTERM are killed
 MAX_BACKOFF_S = 30.0  # the longest pause before restarting a worker that keeps dying before it is ready
 SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+PROMOTE = signal.SIGUSR1  # supervisor -> standby: serve now
 
 log = logging.getLogger("opml.endpoint")
 
@@ -96,7 +102,7 @@ def _clear_stale(root: Path) -> None:
 @dataclass
 class Worker:
     pid: int
-    ready: bool = False  # loaded and serving
+    ready: bool = False  # loaded and serving (a standby: loaded and waiting)
 
 
 class Supervisor:
@@ -111,6 +117,9 @@ class Supervisor:
         self.restarts = 0
         self.failures = 0  # deaths before ready in a row: the restart pause grows with them
         self.due: list[float] = []  # when to fork the replacements that wait out a pause
+        self.standby: Worker | None = None  # the loaded (or loading) worker that waits to replace a dead one
+        self.standby_due: float | None = None  # when to fork the next standby, if none runs
+        self.standby_failures = 0  # standby deaths before loaded in a row
         self.info: dict = {}  # what the first ready worker reported: inference path, load time
         self.preload_s = 0.0  # how long the supervisor took to import what the workers need
         self.serving = False  # every first worker became ready: the state file exists
@@ -137,7 +146,8 @@ class Supervisor:
                 self._fork()
             pending = b""
             while not self.stopping:
-                timeout = max(0.0, min(self.due) - time.monotonic()) if self.due else None
+                dues = [*self.due, *([self.standby_due] if self.standby_due is not None else [])]
+                timeout = max(0.0, min(dues) - time.monotonic()) if dues else None
                 readable, _, _ = select.select([self.ready_r, self.wake_r], [], [], timeout)
                 if self.wake_r in readable:
                     _read_all(self.wake_r)
@@ -150,8 +160,12 @@ class Supervisor:
                 while self.due and min(self.due) <= now and not self.stopping:
                     self.due.remove(min(self.due))
                     self._fork()
+                if self.standby_due is not None and self.standby_due <= now and not self.stopping:
+                    self._fork_standby()
+                    self._write_state()
                 if not self.serving and sum(w.ready for w in self.workers.values()) == self.expected:
                     self.serving = True
+                    self._fork_standby()  # after the workers: it never holds the endpoint's readiness back
                     self._write_state()
                     log.info("endpoint %s serving %s on http://%s:%d (supervisor pid %d, %d worker(s): %s, loaded in "
                              "%.1f s, %.1f s of it imports)", self.args.name, self.args.model, self.args.host,
@@ -193,6 +207,12 @@ class Supervisor:
                 msg = json.loads(line)
             except ValueError:
                 continue
+            if msg.get("standby"):  # a standby loaded (one promoted meanwhile reports again when it serves)
+                if self.standby is not None and self.standby.pid == msg.get("pid"):
+                    self.standby.ready = True
+                    self.standby_failures = 0
+                    self._write_state()
+                continue
             worker = self.workers.get(msg.get("pid"))
             if worker is None:
                 continue
@@ -213,6 +233,9 @@ class Supervisor:
                 return True
             if pid == 0:
                 return True
+            if self.standby is not None and pid == self.standby.pid:
+                self._standby_died(status)
+                continue
             worker = self.workers.pop(pid, None)
             if worker is None or self.stopping:
                 continue
@@ -221,7 +244,11 @@ class Supervisor:
                 log.error("worker %d %s before it was ready: endpoint %s not started", pid, how, self.args.name)
                 return False
             self.restarts += 1
-            if worker.ready:
+            if worker.ready and self.standby is not None:
+                new = self._promote()
+                log.warning("worker %d %s; standby %d took its place (restart %d)", pid, how, new, self.restarts)
+                self._fork_standby()
+            elif worker.ready:
                 new = self._fork()
                 log.warning("worker %d %s; started worker %d in its place (restart %d)", pid, how, new,
                             self.restarts)
@@ -233,14 +260,40 @@ class Supervisor:
                             pause, self.restarts)
             self._write_state()
 
-    def _fork(self) -> int:
-        # signals wait until the child has its own handlers (a SIGTERM in between would reach the supervisor's)
-        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    def _promote(self) -> int:
+        """Make the standby a serving worker (it serves once loaded, within milliseconds if it is)."""
+        standby, self.standby = self.standby, None
+        _signal(standby.pid, PROMOTE)
+        self.workers[standby.pid] = Worker(standby.pid)  # ready when it reports serving
+        return standby.pid
+
+    def _fork_standby(self) -> None:
+        self.standby_due = None
+        if not self.stopping and self.standby is None:
+            self.standby = Worker(self._fork(standby=True))
+
+    def _standby_died(self, status: int) -> None:
+        """Replace a standby that died (not a restart of a serving worker): at once if it had loaded."""
+        standby, self.standby = self.standby, None
+        if self.stopping:
+            return
+        pause = 0.0
+        if not standby.ready:  # it could not load the model: pause, longer each time in a row
+            self.standby_failures += 1
+            pause = min(MAX_BACKOFF_S, 0.5 * 2 ** self.standby_failures)
+        self.standby_due = time.monotonic() + pause
+        log.warning("standby worker %d %s; starting another standby in %.0f s", standby.pid, _describe(status), pause)
+        self._write_state()
+
+    def _fork(self, standby: bool = False) -> int:
+        # signals wait until the child has its own handlers (a SIGTERM in between would reach the supervisor's);
+        # PROMOTE stays blocked in a standby, so one sent while it loads waits for its sigwait
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS | {PROMOTE})
         pid = os.fork()
         if pid == 0:  # the worker: never returns into the supervisor's code
             code = 1
             try:
-                code = self._worker()
+                code = self._worker(standby)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 0
             except BaseException:
@@ -249,8 +302,9 @@ class Supervisor:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
-        self.workers[pid] = Worker(pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS | {PROMOTE})
+        if not standby:
+            self.workers[pid] = Worker(pid)
         return pid
 
     # -------------------------------------------------------------------------------- the state file
@@ -263,11 +317,15 @@ class Supervisor:
             "pid": self.pid, "port": self.args.port, "inference": self.info.get("inference"),
             "load_s": self.info.get("load_s"),
             "workers": {"expected": self.expected, "ready": sorted(w.pid for w in workers if w.ready),
-                        "starting": sorted(w.pid for w in workers if not w.ready), "restarts": self.restarts}}))
+                        "starting": sorted(w.pid for w in workers if not w.ready), "restarts": self.restarts,
+                        "standby": self.standby and {"pid": self.standby.pid, "loaded": self.standby.ready}}}))
 
     def _shutdown(self) -> None:
         """Stop every worker (SIGTERM, then SIGKILL after STOP_TIMEOUT_S), then remove the state and counters."""
         self.stopping = True
+        if self.standby is not None:
+            self.workers[self.standby.pid] = self.standby  # stopped and waited for like the workers
+            self.standby = None
         for pid in self.workers:
             _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
@@ -289,8 +347,9 @@ class Supervisor:
 
     # -------------------------------------------------------------------------------- in a worker
 
-    def _worker(self) -> int:
-        """Load the model, then serve on the shared socket until SIGTERM (or the supervisor's death)."""
+    def _worker(self, standby: bool = False) -> int:
+        """Load the model, then serve on the shared socket until SIGTERM (or the supervisor's death); a standby
+        waits for PROMOTE after loading."""
         signal.set_wakeup_fd(-1)
         for fd in (self.ready_r, self.wake_r, self.wake_w):
             os.close(fd)
@@ -299,13 +358,14 @@ class Supervisor:
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler in place before run(): exit
         # normally from there (also while the model loads), so the clean-up below runs
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS if standby else SIGNALS | {PROMOTE})
         _die_with(self.pid)
-        return serve(self.args, self.sock, self.ready_w)
+        return serve(self.args, self.sock, self.ready_w, standby=standby)
 
 
-def serve(args: argparse.Namespace, sock: socket.socket, ready_fd: int) -> int:
-    """One worker: load and warm the model, then serve the shared socket; report readiness on `ready_fd`."""
+def serve(args: argparse.Namespace, sock: socket.socket, ready_fd: int, standby: bool = False) -> int:
+    """One worker: load and warm the model, then serve the shared socket; report readiness on `ready_fd`.
+    A standby reports when it has loaded, then waits for PROMOTE (or SIGTERM) before it touches the socket."""
     from opml.serving.app import ScoringApp
     from opml.serving.keys import KeyChecker, key_file
     from opml.serving.openapi import build
@@ -315,17 +375,23 @@ def serve(args: argparse.Namespace, sock: socket.socket, ready_fd: int) -> int:
 
     t0 = time.monotonic()
     ws = Workspace.open(args.workspace)
-    scorer = load_scorer(ws, args.model)
-    keys = None if args.no_auth else KeyChecker(key_file(ws.secrets_dir, args.name))
+    try:
+        scorer = load_scorer(ws, args.model)
+        secrets = ws.secrets_dir
+    finally:
+        ws.close()
+    pid = os.getpid()
+    load_s = round(time.monotonic() - t0, 3)
+    if standby and not _promoted(ready_fd, pid, scorer.model_ref, load_s):
+        return 0
+    # cheap from here (milliseconds): a promoted standby creates its counters file only now
+    keys = None if args.no_auth else KeyChecker(key_file(secrets, args.name))
     url = f"http://{args.host}:{args.port}"
     openapi = json.dumps(build(scorer.model_ref, scorer.columns, scorer.classes, scorer.example,
                                auth_enabled=keys is not None, server_url=url)).encode()
     telemetry = Telemetry(args.workspace, args.name, scorer.model_ref)
     app = ScoringApp(scorer, keys=keys, max_request_bytes=args.max_request_bytes, openapi=openapi,
                      telemetry=telemetry, metrics_dir=args.metrics_dir)
-    ws.close()
-    pid = os.getpid()
-    load_s = round(time.monotonic() - t0, 3)
 
     def started() -> None:
         os.write(ready_fd, json.dumps({"pid": pid, "inference": scorer.inference, "load_s": load_s}).encode() + b"\n")
@@ -338,6 +404,17 @@ def serve(args: argparse.Namespace, sock: socket.socket, ready_fd: int) -> int:
         telemetry.close()
         app.metrics.close()
     return 0
+
+
+def _promoted(ready_fd: int, pid: int, model_ref: str, load_s: float) -> bool:
+    """A standby: report "loaded", then wait; True once PROMOTE arrives, False on SIGTERM (shutdown)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # taken by sigwait below, not by its handler
+    os.write(ready_fd, json.dumps({"pid": pid, "standby": True, "load_s": load_s}).encode() + b"\n")
+    log.info("standby worker %d loaded %s in %.1f s; waiting to replace a worker", pid, model_ref, load_s)
+    if signal.sigwait({PROMOTE, signal.SIGTERM}) != PROMOTE:
+        return False
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    return True
 
 
 def _die_with(parent: int) -> None:
