@@ -12,6 +12,7 @@ weights / meta-learner are then fitted on all out-of-fold rows.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,23 +29,32 @@ META_C = 1.0
 
 
 def caruana_weights(
-    oofs: list[np.ndarray], y: np.ndarray, metric: str, iterations: int = VOTING_ITERATIONS
+    oofs: list[np.ndarray], y: np.ndarray, metric: str, iterations: int = VOTING_ITERATIONS,
+    affordable: Callable[[list[int]], bool] | None = None,
 ) -> np.ndarray:
     """Selection counts (normalised) of greedy forward selection with replacement.
 
     Starts from the single best model; each step adds (again) the model whose inclusion scores
     best; the returned weights are those of the best-scoring prefix of steps. Ties go to the
-    lower index, so the result is deterministic.
+    lower index, so the result is deterministic. With `affordable`, a model joins only when
+    `affordable(indices of the members with it)` holds (e.g. their refit fits in the time left);
+    all zeros when no single model is affordable.
     """
     m = len(oofs)
     counts = np.zeros(m)
-    singles = [primary_score(metric, y, p) for p in oofs]
+
+    def allowed(j: int) -> bool:
+        return affordable is None or counts[j] > 0 or affordable([*np.flatnonzero(counts).tolist(), j])
+
+    singles = [primary_score(metric, y, p) if allowed(j) else -np.inf for j, p in enumerate(oofs)]
     first = int(np.argmax(singles))
+    if singles[first] == -np.inf:
+        return counts
     counts[first] = 1
     total = oofs[first].copy()
     best_score, best_counts, since = singles[first], counts.copy(), 0
     for step in range(2, iterations + 1):
-        scores = [primary_score(metric, y, (total + p) / step) for p in oofs]
+        scores = [primary_score(metric, y, (total + p) / step) if allowed(j) else -np.inf for j, p in enumerate(oofs)]
         j = int(np.argmax(scores))
         counts[j] += 1
         total += oofs[j]
@@ -80,20 +90,30 @@ def _pool(trials: list[TrialResult], size: int) -> list[TrialResult]:
 
 
 def voting_ensemble(
-    trials: list[TrialResult], y: np.ndarray, ens_fold: np.ndarray, labels: list[str], metric: str, iteration: int
+    trials: list[TrialResult], y: np.ndarray, ens_fold: np.ndarray, labels: list[str], metric: str, iteration: int,
+    affordable: Callable[[list[TrialResult]], bool] | None = None,
 ) -> TrialResult | None:
-    """A VotingEnsemble trial (cross-fitted OOF, final weights), or None with fewer than 2 candidates."""
+    """A VotingEnsemble trial (cross-fitted OOF, final weights), or None with fewer than 2 candidates.
+
+    With `affordable`, its members (in every cross-fitting fold too) are only sets that `affordable`
+    accepts, e.g. whose refit on all rows fits in the time left (None when no candidate alone is).
+    """
     started = time.monotonic()
     pool = _pool(trials, VOTING_POOL)
     if len(pool) < 2:
         return None
+    fits = None if affordable is None else (lambda idx: affordable([pool[i] for i in idx]))
     oofs = [t.oof for t in pool]
     honest = np.zeros_like(oofs[0])
     for f in np.unique(ens_fold):
         fit, held = ens_fold != f, ens_fold == f
-        w = caruana_weights([p[fit] for p in oofs], y[fit], metric)
+        w = caruana_weights([p[fit] for p in oofs], y[fit], metric, affordable=fits)
+        if not w.any():
+            return None
         honest[held] = sum(wi * p[held] for wi, p in zip(w, oofs, strict=True))
-    weights = caruana_weights(oofs, y, metric)
+    weights = caruana_weights(oofs, y, metric, affordable=fits)
+    if not weights.any():
+        return None
     chosen = [(t, float(w)) for t, w in zip(pool, weights, strict=True) if w > 0]
     result = _ensemble_result("VotingEnsemble", iteration, chosen, honest, y, labels, metric)
     result.params = {"members": [t.iteration for t, _ in chosen], "weights": [round(w, 6) for _, w in chosen]}
@@ -103,11 +123,16 @@ def voting_ensemble(
 
 def stack_ensemble(
     trials: list[TrialResult], y: np.ndarray, ens_fold: np.ndarray, labels: list[str], metric: str, iteration: int,
-    seed: int,
+    seed: int, affordable: Callable[[list[TrialResult]], bool] | None = None,
 ) -> TrialResult | None:
-    """A StackEnsemble trial (meta-learner cross-fitted on the OOF rows), or None with fewer than 2 candidates."""
+    """A StackEnsemble trial (meta-learner cross-fitted on the OOF rows), or None with fewer than 2 candidates.
+
+    With `affordable`, its members are the longest run of the best candidates that `affordable` accepts.
+    """
     started = time.monotonic()
     pool = _pool(trials, STACK_MEMBERS)
+    while affordable is not None and len(pool) >= 2 and not affordable(pool):
+        pool = pool[:-1]
     if len(pool) < 2:
         return None
     Z = _stack_features([t.oof for t in pool])

@@ -2,10 +2,12 @@
 
 The final model is planned while the search runs: after every candidate the selection rule is applied
 to the leaderboard so far, and the time the refit of its choice needs stays reserved, through the
-ensembles too. The rule's final choice is then refit on all rows when that fits in the time left, or
-else delivered as a bag of its cross-validation fold models (kept for the few candidates that may
-become the model), which needs no refit. Only when neither is possible does another candidate take its
-place, and the selection record says so (opml.automl.selection.deliver).
+ensembles too; with `best` (the top score, most often an ensemble) the reserve holds an ensemble's refit,
+and the ensembles take only members whose refit fits in the time then left. The rule's final choice is then
+refit on all rows when that fits in the time left, or else delivered as a bag of its cross-validation fold
+models (kept for the few candidates that may become the model), which needs no refit. Only when neither is
+possible does another candidate take its place, and the selection record says so
+(opml.automl.selection.deliver).
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ BUDGET_SHARE = 0.97  # the engine aims to finish within this share of experiment
 # within the budget
 COMMAND_OVERHEAD_S = 6.0
 REFIT_SAFETY = 1.2  # refit-time estimates are padded by this factor
-RESERVE_MEMBERS = 5  # model_selection best: the refit reserve assumes an ensemble of this many of the best candidates
+# the ensembles' refit allowance pads their build-time estimate by this factor (1.7x measured on a loaded machine;
+# the reserve is not padded: at short budgets the few candidates make the ensembles quick)
+ENSEMBLE_SAFETY = 1.5
+# model_selection best: the refit reserve holds the refit of an ensemble of this many of the best candidates (the
+# StackEnsemble's members); the ensembles are then built from members whose refit fits in the time actually left
+RESERVE_MEMBERS = 5
 # fold models kept, in tree leaves over all their folds (the planned model's first); fitted trees take about
 # 100-160 bytes a leaf (LightGBM, XGBoost, sklearn forests), so at most ~150 MB
 FOLD_MODEL_LEAVES = 1_000_000
@@ -98,11 +105,12 @@ def run_experiment(
             need = max(need, fit_cost(ok[:RESERVE_MEMBERS]))
         return ensemble_est + need + 1.0
 
-    def replan() -> None:
+    def replan(keep: bool = True) -> None:
         board = sorted((t for t in trials if t.status == SUCCEEDED), key=lambda t: (-(t.score or 0.0), t.iteration))
         pick, _ = select(board, settings.model_selection, settings.primary_metric, data.y_eval, splits.ens_fold)
         planned[:] = [pick]
-        _keep_fold_models([pick, *board[:KEEP_FOLD_MODELS]], trials)
+        if keep:
+            _keep_fold_models([pick, *board[:KEEP_FOLD_MODELS]], trials)
 
     hard_end = start + max(min(budget * BUDGET_SHARE - 0.3, budget - COMMAND_OVERHEAD_S), budget * 0.5)
     clock = Clock(start=start, hard_end=hard_end, reserve=reserve)
@@ -111,8 +119,8 @@ def run_experiment(
     def record(trial: TrialResult, stage: str) -> None:
         trials.append(trial)
         by_iteration[trial.iteration] = trial
-        if stage == "search" and trial.status == SUCCEEDED:
-            replan()
+        if trial.status == SUCCEEDED:
+            replan(keep=stage == "search")  # an ensemble may become the plan; its members' fold models stay kept
         lead_score = best_so_far[0].score if best_so_far else None
         if trial.status == SUCCEEDED and (lead_score is None or (trial.score or -np.inf) > lead_score):
             best_so_far[:] = [trial]
@@ -144,10 +152,19 @@ def run_experiment(
         raise OpmlError(f"every AutoML candidate failed ({errors})",
                         "raise experiment_timeout_seconds or check allowed_models")
 
+    def refit_allowance(building: float) -> float | None:
+        """Seconds an ensemble's refit may take, with `building` estimated seconds of ensembles still to build;
+        None (no limit) unless the rule takes the top score (a larger ensemble would then go as a fold bag)."""
+        if settings.model_selection != "best":
+            return None
+        return clock.left() - ENSEMBLE_SAFETY * building - 0.5
+
     t0 = time.monotonic()
-    # an ensemble starts only when the planned model's refit still fits after it
-    _ensembles(settings, singles, data, labels, lambda each: clock.left() >= each + planned_refit() + 0.5,
-               ensemble_est, lambda t: record(t, "ensemble"), max(t.iteration for t in trials) + 1)
+    # an ensemble starts only when the planned model's refit still fits after it, and (rule best) takes only
+    # members whose refit fits in the time left after it and the ensembles after it
+    _ensembles(settings, singles, data, labels,
+               lambda each: clock.left() >= each + planned_refit() + 0.5, refit_allowance,
+               fit_cost, ensemble_est, lambda t: record(t, "ensemble"), max(t.iteration for t in trials) + 1)
     timings["ensembles_s"] = time.monotonic() - t0
 
     from opml.automl.ensemble import fold_bag
@@ -239,21 +256,30 @@ def _coerce(features: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
 
 def _ensembles(
     settings: AutoMLSettings, singles: list[TrialResult], data: Any, labels: list[str],
-    may_start: Callable[[float], bool], estimate: float, record: Callable[[TrialResult], None], iteration: int,
+    may_start: Callable[[float], bool], allowance: Callable[[float], float | None],
+    fit_cost: Callable[[list[TrialResult]], float], estimate: float, record: Callable[[TrialResult], None],
+    iteration: int,
 ) -> None:
-    from opml.automl.ensemble import stack_ensemble, voting_ensemble
+    """Build the enabled ensembles in turn (each `estimate / count` seconds); each starts only when
+    `may_start(its estimate)`, and its members' `fit_cost` stays within `allowance(build time of it and those
+    after)`, that estimate scaled to the candidates there are (it is for a full VOTING_POOL)."""
+    from opml.automl.ensemble import VOTING_POOL, stack_ensemble, voting_ensemble
 
     builders = []
     if settings.enable_voting_ensemble:
-        builders.append(lambda it: voting_ensemble(singles, data.y_eval, data.splits.ens_fold, labels,
-                                                   settings.primary_metric, it))
+        builders.append(lambda it, fits: voting_ensemble(singles, data.y_eval, data.splits.ens_fold, labels,
+                                                         settings.primary_metric, it, affordable=fits))
     if settings.enable_stack_ensemble:
-        builders.append(lambda it: stack_ensemble(singles, data.y_eval, data.splits.ens_fold, labels,
-                                                  settings.primary_metric, it, settings.random_seed))
-    for build in builders:
-        if not may_start(estimate / max(1, len(builders))):
+        builders.append(lambda it, fits: stack_ensemble(singles, data.y_eval, data.splits.ens_fold, labels,
+                                                        settings.primary_metric, it, settings.random_seed,
+                                                        affordable=fits))
+    each = estimate / max(1, len(builders))
+    for i, build in enumerate(builders):
+        if not may_start(each):
             break
-        result = build(iteration)
+        limit = allowance(each * min(1.0, len(singles) / VOTING_POOL) * (len(builders) - i))
+        fits = None if limit is None else (lambda members, limit=limit: fit_cost(members) <= limit)
+        result = build(iteration, fits)
         if result is not None:
             record(result)
             iteration += 1
