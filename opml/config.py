@@ -134,11 +134,12 @@ class AutoMLSettings(_Strict):
     # maximises the minority class's F1 on out-of-fold predictions; "argmax" uses 0.5;
     # a number in (0, 1) fixes the threshold on the minority class's probability.
     decision_threshold: Literal["f1_minority", "argmax"] | float = "f1_minority"
-    # Which candidate becomes the model: "best" takes the top primary score (Azure's rule; the default,
-    # chosen by the outer evaluation of benchmarks/automl_quality.py --outer); "one_se" takes the cheapest
-    # to score (fewest tree leaves) among those within one standard error of the top score
-    # (opml.automl.selection).
-    model_selection: Literal["best", "one_se"] = "best"
+    # Which candidate becomes the model (opml.automl.selection): "tolerance" (the default, chosen by the outer
+    # evaluation of benchmarks/automl_quality.py --outer) takes the cheapest to score (fewest tree leaves) among
+    # those within selection_tolerance of the top score; "best" the top primary score (Azure's rule); "one_se"
+    # the cheapest within one standard error of the top score.
+    model_selection: Literal["tolerance", "best", "one_se"] = "tolerance"
+    selection_tolerance: float = Field(default=0.0005, ge=0.0, le=0.1)
     # Feature columns left out of training, e.g. a post-outcome column (dataset.post_outcome_columns);
     # each must be a column of the data. `opml train --drop-columns a,b` overrides it.
     drop_columns: list[str] = []

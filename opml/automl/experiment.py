@@ -100,14 +100,15 @@ def run_experiment(
 
     def reserve() -> float:
         need = planned_refit()
-        if settings.model_selection == "best" and ensembles_on:  # the top score is then most often an ensemble
+        if settings.model_selection != "one_se" and ensembles_on:  # the choice may then be an ensemble
             ok = sorted((t for t in trials if t.status == SUCCEEDED), key=lambda t: -(t.score or 0.0))
             need = max(need, fit_cost(ok[:RESERVE_MEMBERS]))
         return ensemble_est + need + 1.0
 
     def replan(keep: bool = True) -> None:
         board = sorted((t for t in trials if t.status == SUCCEEDED), key=lambda t: (-(t.score or 0.0), t.iteration))
-        pick, _ = select(board, settings.model_selection, settings.primary_metric, data.y_eval, splits.ens_fold)
+        pick, _ = select(board, settings.model_selection, settings.primary_metric, data.y_eval, splits.ens_fold,
+                         settings.selection_tolerance)
         planned[:] = [pick]
         if keep:
             _keep_fold_models([pick, *board[:KEEP_FOLD_MODELS]], trials)
@@ -154,8 +155,9 @@ def run_experiment(
 
     def refit_allowance(building: float) -> float | None:
         """Seconds an ensemble's refit may take, with `building` estimated seconds of ensembles still to build;
-        None (no limit) unless the rule takes the top score (a larger ensemble would then go as a fold bag)."""
-        if settings.model_selection != "best":
+        None (no limit) for one_se, which takes an ensemble only as the cheapest within its floor; the other rules
+        take an ensemble whenever it leads (a larger one would then go as a fold bag)."""
+        if settings.model_selection == "one_se":
             return None
         return clock.left() - ENSEMBLE_SAFETY * building - 0.5
 
@@ -180,7 +182,8 @@ def run_experiment(
 
     final, delivery, selection = deliver(
         leaderboard, settings.model_selection, settings.primary_metric, data.y_eval, splits.ens_fold,
-        refit_fits=lambda t: time.monotonic() + refit_cost(t) <= hard_end, has_bag=has_bag, refit_seconds=refit_cost)
+        refit_fits=lambda t: time.monotonic() + refit_cost(t) <= hard_end, has_bag=has_bag, refit_seconds=refit_cost,
+        tolerance=settings.selection_tolerance)
     prefit = delivery == FOLD_BAG
     note = ""
     if prefit:

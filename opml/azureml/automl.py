@@ -41,7 +41,7 @@ MAPPING = {
     "featurization": "featurization.mode",
     "dataset": "training_data (the MLTable asset) and target_column_name",
 }
-NO_AZURE_MEANING = ("decision_threshold", "model_selection", "random_seed", "drop_columns")
+NO_AZURE_MEANING = ("decision_threshold", "model_selection", "selection_tolerance", "random_seed", "drop_columns")
 
 
 def unmapped_note(settings: AutoMLSettings) -> str:

@@ -17,8 +17,9 @@ from opml.cli.base import Ctx, OpmlError, OpmlGroup, check_name, emit_json, json
 @click.option("--experiment", help="Experiment name (default: automl.yaml experiment_name).")
 @click.option("--time-budget", type=float, help="Wall-time budget in seconds (experiment_timeout_seconds).")
 @click.option("--max-trials", type=int, help="Stop after N candidates (reproducible runs).")
-@click.option("--model-selection", type=click.Choice(["one_se", "best"]),
-              help="best: the top score (default); one_se: cheapest to score within 1 standard error of the top score.")
+@click.option("--model-selection", type=click.Choice(["tolerance", "best", "one_se"]),
+              help="tolerance: cheapest to score within selection_tolerance (0.0005) of the top score (default); "
+                   "best: the top score; one_se: cheapest to score within 1 standard error of it.")
 @click.option("--drop-columns", metavar="COL[,COL...]",
               help="Feature columns to leave out of training, comma-separated (e.g. duration, known only after "
                    "the call).")

@@ -65,13 +65,16 @@ def render(summary: dict[str, Any], *, run_id: str, status: str = "Completed", t
 
 
 def _selection(sel: dict[str, Any], primary: str) -> str:
-    """One line on how the best run was chosen, when the one-SE rule passed over the top score."""
+    """One line on how the best run was chosen, when a cost-aware rule passed over the top score."""
     top, chosen = sel.get("top") or {}, sel.get("chosen") or {}
-    if sel.get("rule") != "one_se" or not top or top.get("iteration") == chosen.get("iteration"):
+    rule = sel.get("rule")
+    if rule not in ("one_se", "tolerance") or not top or top.get("iteration") == chosen.get("iteration"):
         return ""
     ratio = (top.get("scoring_cost") or 0) / max(1, chosen.get("scoring_cost") or 1)
-    return (f"  chosen by model_selection: one_se: the cheapest to score of {sel.get('eligible')} candidates "
-            f"within one standard error ({sel.get('standard_error', 0):.4f}) of the top {primary}, "
+    margin = (f"one standard error ({sel.get('standard_error', 0):.4f})" if rule == "one_se"
+              else f"the selection tolerance ({sel.get('tolerance', 0):g})")
+    return (f"  chosen by model_selection: {rule}: the cheapest to score of {sel.get('eligible')} candidates "
+            f"within {margin} of the top {primary}, "
             f"{top.get('pipeline')} ({_f(top.get('score'))}), at {ratio:.1f}x less scoring cost "
             f"({_cost(chosen.get('scoring_cost'))} vs {_cost(top.get('scoring_cost'))} leaves); "
             f"model_selection: best picks the top score")

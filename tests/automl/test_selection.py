@@ -77,14 +77,43 @@ def test_one_se_takes_the_cheapest_within_one_standard_error():
         select(board[:1], "fastest", "AUC_weighted", y, folds)
 
 
-def test_the_default_rule_is_the_top_score():
-    """`best` by default (chosen by benchmarks/automl_quality.py --outer), in the settings and the shipped config."""
+def test_tolerance_takes_the_cheapest_within_a_fixed_margin_of_the_top_score():
+    rng = np.random.default_rng(1)
+    y = (rng.random(2000) < 0.2).astype(int)
+    folds = np.arange(2000) % 5
+    trials = [_trial(i, y, noise, cost, rng) for i, (noise, cost) in
+              enumerate([(1.00, 50_000), (1.01, 4_000), (1.05, 300), (1.3, 10)])]
+    board = sorted(trials, key=lambda t: -t.score)
+    top = board[0]
+    for tol in (0.0, 0.0005, 0.01, 0.05):
+        chosen, record = select(board, "tolerance", "AUC_weighted", y, folds, tol)
+        within = [t for t in board if t.score >= top.score - tol]
+        assert chosen.scoring_cost == min(t.scoring_cost for t in within) and chosen.score >= top.score - tol
+        assert record["tolerance"] == tol and record["eligible"] == len(within) and "floor" in record
+    assert select(board, "tolerance", "AUC_weighted", y, folds, 0.0)[0] is top  # no margin: the top score
+    # delivery falls back within the same margin when the choice can be neither refit nor bagged
+    from opml.automl.selection import deliver
+
+    chosen, _ = select(board, "tolerance", "AUC_weighted", y, folds, 1.0)
+    final, how, rec = deliver(board, "tolerance", "AUC_weighted", y, folds, refit_fits=lambda t: t is not chosen,
+                              has_bag=lambda t: False, refit_seconds=lambda t: 1.0, tolerance=1.0)
+    assert final is not chosen and how == "refit" and rec["refit_instead"]["iteration"] == final.iteration
+    assert final.scoring_cost == min(t.scoring_cost for t in board if t is not chosen)
+
+
+def test_the_default_rule_is_the_cheapest_within_the_tolerance():
+    """`tolerance` 0.0005 by default (chosen by benchmarks/automl_quality.py --outer), in the settings and the
+    shipped config; `--model-selection` accepts every rule."""
     from pathlib import Path
 
     from opml.config import AutoMLSettings, automl_settings
 
-    assert AutoMLSettings(dataset={"name": "d", "label_column": "y"}).model_selection == "best"
-    assert automl_settings(Path(__file__).resolve().parents[2] / "configs").model_selection == "best"
+    default = AutoMLSettings(dataset={"name": "d", "label_column": "y"})
+    assert (default.model_selection, default.selection_tolerance) == ("tolerance", 0.0005)
+    shipped = automl_settings(Path(__file__).resolve().parents[2] / "configs")
+    assert (shipped.model_selection, shipped.selection_tolerance) == ("tolerance", 0.0005)
+    with pytest.raises(ValueError):
+        AutoMLSettings(dataset={"name": "d", "label_column": "y"}, selection_tolerance=-0.1)
 
 
 def test_the_report_says_why_the_top_score_was_passed_over():
@@ -98,6 +127,9 @@ def test_the_report_says_why_the_top_score_was_passed_over():
     assert "Best run: MaxAbsScaler, LightGBM" in text
     assert "one standard error (0.0017)" in text and "StackEnsemble (0.9513)" in text
     assert "15.7x less scoring cost (3,100 vs 48,700 leaves)" in text
+    selection.update(rule="tolerance", tolerance=0.0005)
+    assert "within the selection tolerance (0.0005) of the top AUC_weighted" in render(summary, run_id="AutoML_x")
+    selection["rule"] = "one_se"
     selection["chosen"] = selection["top"]
     assert "one_se" not in render(summary, run_id="AutoML_x")
 
