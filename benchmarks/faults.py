@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import select
 import shutil
 import signal
@@ -126,27 +125,7 @@ def ab_result(proc: subprocess.Popen, timeout: float = 900) -> dict:
     out, err = proc.communicate(timeout=timeout)
     if "Requests per second" not in out:
         raise RuntimeError(f"ab: {err.strip()[-200:]}")
-    result = parse(out)
-    result["distinct_failed"] = unanswered(out, result["failed_requests"])
-    return result
-
-
-def unanswered(out: str, failed: int) -> int:
-    """The requests ab got no reply for, from its failure counters, each counted once.
-
-    ab (2.4) counts one request whose connection the server resets three times: Receive (the recv error),
-    Length (its reply is 0 bytes long) and Exceptions (poll's POLLERR, seen in the same poll round). A request
-    whose connection is closed without a reply (FIN: the killed worker had read the request) is one Length error.
-    So every unanswered request is one Length error (or a Connect error), and an Exception without its Receive
-    is another; measured against the connections the killed worker held (frozen with SIGSTOP and read from /proc
-    first), this matched in every round, where Connect + Receive + Exceptions + (Length - Receive) counted each
-    reset request twice.
-    """
-    m = re.search(r"\(Connect: (\d+), Receive: (\d+), Length: (\d+), Exceptions: (\d+)\)", out)
-    if not m:
-        return failed
-    connect, receive, length, exceptions = map(int, m.groups())
-    return connect + length + max(0, exceptions - receive)
+    return parse(out)  # its unanswered_requests counts each failed request once (ab counts a reset one thrice)
 
 
 # ------------------------------------------------------------------------------------------ the endpoint rows
@@ -200,7 +179,7 @@ def kill_one_worker(ep: Endpoint) -> tuple[str, str, bool]:
     after = ep.show()
     log = (ep.bench.root / "logs" / "endpoints" / f"{NAME}.log").read_text()
     logged = sum(f"worker {victim} " in ln and "restart" in ln for ln in log.splitlines())
-    failed = result["distinct_failed"] + result["non_2xx_responses"]
+    failed = result["unanswered_requests"] + result["non_2xx_responses"]
     low = min(seen)
     text = (f"{failed} of {result['complete_requests']} failed (ab's count: {result['failed_requests']}); "
             f"replacement forked in {forked * 1000:.0f} ms, "

@@ -275,6 +275,19 @@ def test_ab_parser_against_raw_ab_output(live, tmp_path):
     assert parse(bad)["non_2xx_responses"] == 20  # no key: every answer is a 401
 
 
+def test_ab_failures_count_each_unanswered_request_once():
+    """ab counts a reset request under Receive, Length and Exceptions; a request closed unanswered under Length."""
+    def report(failed: int, counters: str | None) -> str:
+        line = f"Failed requests:        {failed}\n" + (f"   ({counters})\n" if counters else "")
+        return "Complete requests:      6000\n" + line + "Requests per second:    100.0 [#/sec] (mean)\n"
+
+    two_resets_one_closed = report(7, "Connect: 0, Receive: 2, Length: 3, Exceptions: 2")
+    assert parse(two_resets_one_closed)["unanswered_requests"] == 3
+    assert parse(report(2, "Connect: 1, Receive: 0, Length: 0, Exceptions: 1"))["unanswered_requests"] == 2
+    assert parse(report(0, None))["unanswered_requests"] == 0
+    assert parse(report(5, None))["unanswered_requests"] == 5  # no breakdown: ab's own count
+
+
 def test_benchmark_with_non_2xx_answers_fails(live, tmp_path):
     proj, _, _, _ = live
     empty = tmp_path / "empty.json"

@@ -40,6 +40,22 @@ def run(cmd: list[str], timeout: float = 3600) -> dict[str, Any]:
     return parse(proc.stdout)
 
 
+def unanswered(text: str, failed: int) -> int:
+    """The requests ab got no reply for, from its failure counters, each counted once.
+
+    ab (2.4) counts one request whose connection the server resets three times: Receive (the recv error),
+    Length (its reply is 0 bytes long) and Exceptions (poll's POLLERR, seen in the same poll round). A request
+    whose connection is closed without a reply is one Length error. So every unanswered request is one Length
+    (or Connect) error, and an Exception without its Receive is another; checked against the connections a
+    killed endpoint worker held (frozen with SIGSTOP and read from /proc first), this matched in every round.
+    """
+    m = re.search(r"\(Connect: (\d+), Receive: (\d+), Length: (\d+), Exceptions: (\d+)\)", text)
+    if not m:
+        return failed
+    connect, receive, length, exceptions = map(int, m.groups())
+    return connect + length + max(0, exceptions - receive)
+
+
 def parse(text: str) -> dict[str, Any]:
     """Numbers from ab's report: throughput, latency percentiles (ms), failures."""
     def num(pattern: str, default: float | None = None) -> float | None:
@@ -53,6 +69,7 @@ def parse(text: str) -> dict[str, Any]:
             percentiles[str(p)] = v
     failed = int(num(r"^Failed requests:\s+(\d+)", 0))
     return {
+        "unanswered_requests": unanswered(text, failed),
         "complete_requests": int(num(r"^Complete requests:\s+(\d+)", 0)),
         "failed_requests": failed,
         "non_2xx_responses": int(num(r"^Non-2xx responses:\s+(\d+)", 0)),

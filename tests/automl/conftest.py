@@ -10,6 +10,18 @@ import pytest
 from opml.config import AutoMLSettings
 
 
+def fold_data(df: pd.DataFrame) -> tuple[Any, dict[str, str], pd.DataFrame, Any]:
+    """The bank rows as the search sees them: (FoldData on 5 stratified folds, column kinds, X, y as 0/1)."""
+    from opml.automl.evaluate import FoldData, make_splits
+    from opml.automl.experiment import _coerce
+    from opml.automl.guardrails import validate_input
+
+    kinds = validate_input(df, make_settings())
+    X = df.drop(columns=["response"])
+    y = (df["response"] == "yes").to_numpy().astype(int)
+    return FoldData(_coerce(X, kinds), y, 2, make_splits(y, 5, None, 0)), kinds, X, y
+
+
 def make_settings(**overrides: Any) -> AutoMLSettings:
     base: dict[str, Any] = {"dataset": {"name": "bankmarketing", "label_column": "response"}}
     return AutoMLSettings(**(base | overrides))

@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 
 from opml.automl.deadline import BudgetExceeded, fit_deadline
-from opml.automl.evaluate import FoldData, cross_validate, make_splits
-from opml.automl.experiment import COMMAND_OVERHEAD_S, _coerce, run_experiment
-from opml.automl.guardrails import validate_input
+from opml.automl.evaluate import cross_validate
+from opml.automl.experiment import COMMAND_OVERHEAD_S, run_experiment
 from opml.automl.pipeline import CandidatePipeline
 from opml.automl.search import Clock, SearchContext, run_search
 from opml.names import ALGORITHMS
-from tests.automl.conftest import make_settings
+from tests.automl.conftest import fold_data, make_settings
 
 HUGE = {  # minutes of boosting per fold if nothing stopped it
     "LightGBM": {"n_estimators": 20_000, "learning_rate": 0.01, "num_leaves": 63, "min_child_samples": 5},
@@ -29,11 +28,8 @@ ALL = [a for a in ALGORITHMS if a != "CatBoostClassifier" or importlib.util.find
 
 @pytest.fixture(scope="module")
 def bank_data(bank_df):
-    settings = make_settings()
-    kinds = validate_input(bank_df, settings)
-    X = bank_df.drop(columns=["response"])
-    y = (bank_df["response"] == "yes").to_numpy().astype(int)
-    return FoldData(_coerce(X, kinds), y, 2, make_splits(y, 5, None, 0)), kinds
+    data, kinds, _, _ = fold_data(bank_df)
+    return data, kinds
 
 
 @pytest.mark.parametrize("algo", sorted(HUGE))

@@ -12,16 +12,15 @@ from sklearn.base import clone
 
 from opml.automl import selection
 from opml.automl.ensemble import VotingModel, fold_bag
-from opml.automl.evaluate import FoldData, cross_validate, make_splits
-from opml.automl.experiment import _coerce, run_experiment
-from opml.automl.guardrails import validate_input
+from opml.automl.evaluate import cross_validate
+from opml.automl.experiment import run_experiment
 from opml.automl.model import OpmlClassifier
 from opml.automl.pipeline import CandidatePipeline
 from opml.automl.results import TrialResult
 from opml.serving.compiled import VotingScorer, compile_model
 from opml.serving.scorer import schema_columns
 from opml.training.report import render
-from tests.automl.conftest import make_settings
+from tests.automl.conftest import fold_data, make_settings
 
 TOL = 1e-6
 LGBM = {"n_estimators": 40, "learning_rate": 0.1, "num_leaves": 15, "min_child_samples": 20}
@@ -52,11 +51,7 @@ def compiled_parity(model: OpmlClassifier, frame: pd.DataFrame) -> VotingScorer:
 @pytest.fixture(scope="module")
 def folds(small_df):
     """Two searched candidates' cross-validation (5 folds) with their fold models kept."""
-    settings = make_settings()
-    kinds = validate_input(small_df, settings)
-    X = small_df.drop(columns=["response"])
-    y = (small_df["response"] == "yes").to_numpy().astype(int)
-    data = FoldData(_coerce(X, kinds), y, 2, make_splits(y, 5, None, 0))
+    data, kinds, X, y = fold_data(small_df)
     trials = {}
     for i, (algo, params, scaler) in enumerate((("LightGBM", LGBM, "MaxAbsScaler"),
                                                 ("LogisticRegression", LR, "StandardScalerWrapper"))):
