@@ -130,8 +130,8 @@ def classify(stack: str) -> str | None:
                 return "auth (key check)"
             if base in ("threshold.py", "model.py") or func.endswith(("labels", "calibrated")):
                 return "threshold / labels"
-            if base == "treecompile.py" or func.split(".")[-1] in ("lgbm", "xgb", "catboost", "sk", "_link64",
-                                                                  "_binary", "lr", "margins", "margins1"):
+            if base in ("treecompile.py", "rowpath.py") or func.split(".")[-1] in (
+                    "lgbm", "xgb", "catboost", "sk", "_link64", "_binary", "lr", "margins", "margins1"):
                 return "trees (C kernel + link)"
             if base == "reader.py" or func in ("columnar", "explain"):
                 return "read records: (JSON ->) checks -> matrix (reader)"

@@ -5,8 +5,10 @@ tables, scaler statistics) with the same float64 operations in the same order. I
 `FeatureBlock` shared by every ensemble member fitted to the same state (they differ only in scaler
 or in how unseen codes are written), so it is computed once per request: row by row in plain Python
 for small requests (scaled in Python too, one array per request), column by column for larger ones. A
-single row for a LightGBM model goes from the record matrix through Python floats into the tree walker
-(`predict_row`), with the same float64 operations as the array path. Tree models go through the C kernel of
+record-reader matrix of two rows or more instead goes to each featurizer's C pass (opml.serving.cfeaturize:
+the same operations, scaler and codes included); without that library, the numpy path. A
+single row goes from the record matrix through Python floats into one C call over every member's trees
+(opml.serving.rowpath), with the same float64 operations as the array path. Tree models go through the C kernel of
 opml.serving.treecompile (checked against the library on split-probing rows when compiled); without
 a compiler, or for a layout the kernel does not express, the library's own predict is kept and
 `inference` says why. LogisticRegression is its predict_proba's numpy operations. CatBoost goes
@@ -37,12 +39,41 @@ from opml.automl.model import calibrated
 from opml.automl.pipeline import CandidatePipeline
 from opml.automl.threshold import decide, decision_of
 from opml.serving.cbuild import CannotCompile
+from opml.serving.cfeaturize import (
+    SCALE_DIV,
+    SCALE_MUL_ADD,
+    SCALE_NONE,
+    SCALE_SUB,
+    SCALE_SUB_DIV,
+    CFeaturizer,
+    block_spec,
+    library,
+)
 from opml.serving.requests import Column, columnar
+from opml.serving.rowpath import MEAN, OTHER, SIGMOID, SIGMOID32, RowKernel, RowPath, stack, vote
 
 _EXACT_SCALERS = ("MaxAbsScaler", "StandardScaler", "MinMaxScaler", "RobustScaler", "Normalizer")
 
 
 SMALL_BATCH = 12  # up to this many rows, featurize row by row in plain Python (no per-column numpy calls)
+C_FEATURIZE_ROWS = 2  # from this many rows, a record-reader matrix is featurized in one C pass (when built)
+
+
+class MatrixBlock:
+    """FeatureBlock.from_matrix's answer when the block has a C form: the record-reader matrix itself, which each
+    featurizer turns into its features (scaled, codes included) in one C pass; `arrays()` is the numpy path's
+    (dense, codes) for a featurizer without one, computed once."""
+
+    __slots__ = ("_arrays", "block", "index", "matrix")
+
+    def __init__(self, block: FeatureBlock, matrix: np.ndarray, index: dict[str, int]) -> None:
+        self.block, self.matrix, self.index = block, matrix, index
+        self._arrays: tuple[np.ndarray, np.ndarray | None] | None = None
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
+        if self._arrays is None:
+            self._arrays = self.block.assemble_matrix(self.matrix, self.index)
+        return self._arrays
 
 
 class FeatureBlock:
@@ -80,6 +111,14 @@ class FeatureBlock:
         self.n_dense = int(f.n_dense_)
         if any(not isinstance(level, str) for c in self.categorical for level in f.categories_[c]):
             raise CannotCompile("non-text category levels are not compiled")
+        # the C featurizer's arrays (opml.serving.cfeaturize), or None and why (the numpy path then serves)
+        self.c_spec: dict[str, Any] | None = None
+        self.c_why = ""
+        try:
+            library()
+            self.c_spec = block_spec(self)
+        except CannotCompile as why:
+            self.c_why = str(why)
 
     @staticmethod
     def key(f: Any) -> tuple:
@@ -149,14 +188,23 @@ class FeatureBlock:
             codes[:, j] = np.fromiter(map(self.lookup[c].get, cols[c], repeat(-1)), np.float64, n)
         return self._assemble(num, codes, n)
 
-    def from_matrix(self, M: np.ndarray, index: dict[str, int]) -> tuple[Any, Any]:
-        """compute() over a RecordReader matrix (columns x rows; categorical rows hold codes under `lookup`)."""
+    def from_matrix(self, M: np.ndarray, index: dict[str, int]) -> Any:
+        """compute() over a RecordReader matrix (columns x rows; categorical rows hold codes under `lookup`); from
+        C_FEATURIZE_ROWS rows, when the block has a C form, a MatrixBlock that CompiledFeaturizer.transform
+        featurizes in one C pass."""
         n = M.shape[1]
+        if n >= C_FEATURIZE_ROWS and self.c_spec is not None:
+            return MatrixBlock(self, M, index)
         if n <= SMALL_BATCH:  # row by row, as compute() does: no per-column numpy calls
             values = M[[index[c] for c in self.numeric]].T.tolist() if self.numeric else [[]] * n
             codes = M[[index[c] for c in self.categorical]].T.astype(np.int64).tolist() if self.categorical \
                 else [[]] * n
             return self._assemble_rows(values, codes, n)
+        return self.assemble_matrix(M, index)
+
+    def assemble_matrix(self, M: np.ndarray, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(dense, codes) arrays from a RecordReader matrix with numpy (the path without the C featurizer)."""
+        n = M.shape[1]
         num = M[[index[c] for c in self.numeric]] if self.numeric else np.empty((0, n))
         codes = M[[index[c] for c in self.categorical]].T if self.categorical else np.empty((n, 0))
         return self._assemble(num, codes, n)
@@ -221,6 +269,18 @@ class CompiledFeaturizer:
         self.n_dense = int(f.n_dense_)
         self.width = len(f.feature_names_out_)
         self.n_codes = self.width - self.n_dense
+        # a MatrixBlock in one C pass: the scaler too when it is a per-column affine map, else (Normalizer)
+        # numpy's scale on the unscaled dense part the C writes
+        self.c: CFeaturizer | None = None
+        self._c_scale: Callable[[np.ndarray], np.ndarray] | None = None
+        if self.block.c_spec is not None:
+            affine = _affine_scaler(f.scaler_)
+            try:
+                self.c = CFeaturizer(self.block.c_spec, self.block.numeric, self.block.categorical, width=self.width,
+                                     unknown_nan=self.unknown_nan, scale=affine or (SCALE_NONE, None, None))
+                self._c_scale = None if affine is not None else self.scale
+            except CannotCompile:
+                self.c = None
 
     def transform(self, cols: dict[str, Sequence[Any]] | None, n: int, memo: dict | None = None) -> np.ndarray:
         block = self.block
@@ -230,6 +290,10 @@ class CompiledFeaturizer:
             got = memo.get(id(block))
             if got is None:
                 got = memo[id(block)] = block.compute(cols, n)  # type: ignore[arg-type]
+            if type(got) is MatrixBlock:
+                if self.c is not None:
+                    return self._from_c(got)
+                got = got.arrays()
             dense, codes = got
         if type(dense) is list:
             return self._transform_rows(dense, codes, n)
@@ -244,6 +308,13 @@ class CompiledFeaturizer:
             tail = out[:, self.n_dense:]
             tail[tail < 0] = np.nan
         return out
+
+    def _from_c(self, got: MatrixBlock) -> np.ndarray:
+        """transform() of a MatrixBlock in one C pass (a row-wise scaler then applied with numpy, in place)."""
+        Z = self.c(got.matrix, got.index)  # type: ignore[misc]
+        if self._c_scale is not None and self.n_dense:
+            Z[:, : self.n_dense] = self._c_scale(np.ascontiguousarray(Z[:, : self.n_dense]))
+        return Z
 
     def _transform_rows(self, dense: list[list[float]], codes: list[list[int]] | None, n: int) -> np.ndarray:
         """transform() of the row path's lists, scaled in plain Python (the same float64 operations) and made
@@ -273,6 +344,13 @@ class CompiledFeaturizer:
         return z if codes is None else z + self._code_row(codes)
 
 
+def _center_and_scale(scaler: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(center, scale) a fitted StandardScaler or RobustScaler applies, each None when it is switched off."""
+    if type(scaler).__name__ == "StandardScaler":
+        return scaler.mean_ if scaler.with_mean else None, scaler.scale_ if scaler.with_std else None
+    return scaler.center_ if scaler.with_centering else None, scaler.scale_ if scaler.with_scaling else None
+
+
 def _row_scaler(scaler: Any) -> Callable[[list[float]], list[float]] | None:
     """The fitted scaler's transform of one row (a list of floats) in plain Python, with the float64 operations
     of _compile_scaler in the same order; None when there is no scaler or no exact row form (Normalizer)."""
@@ -283,12 +361,7 @@ def _row_scaler(scaler: Any) -> Callable[[list[float]], list[float]] | None:
         scale = [float(v) for v in scaler.scale_]
         return lambda r: [x / s for x, s in zip(r, scale, strict=True)]
     if kind in ("StandardScaler", "RobustScaler"):
-        if kind == "StandardScaler":
-            center = scaler.mean_ if scaler.with_mean else None
-            by = scaler.scale_ if scaler.with_std else None
-        else:
-            center = scaler.center_ if scaler.with_centering else None
-            by = scaler.scale_ if scaler.with_scaling else None
+        center, by = _center_and_scale(scaler)
         c = None if center is None else [float(v) for v in center]
         d = None if by is None else [float(v) for v in by]
         if c is not None and d is not None:
@@ -304,6 +377,28 @@ def _row_scaler(scaler: Any) -> Callable[[list[float]], list[float]] | None:
     return None
 
 
+def _affine_scaler(scaler: Any) -> tuple[int, np.ndarray | None, np.ndarray | None] | None:
+    """The fitted scaler as the C featurizer's (op, a, b): the float64 operations of _compile_scaler, one column at
+    a time; None for a row-wise one (Normalizer). No scaler: (SCALE_NONE, None, None)."""
+    if scaler is None:
+        return SCALE_NONE, None, None
+    kind = type(scaler).__name__
+    if kind == "MaxAbsScaler":
+        return SCALE_DIV, np.asarray(scaler.scale_, dtype=np.float64), None
+    if kind in ("StandardScaler", "RobustScaler"):
+        center, by = _center_and_scale(scaler)
+        if center is not None and by is not None:
+            return SCALE_SUB_DIV, np.asarray(center, dtype=np.float64), np.asarray(by, dtype=np.float64)
+        if center is not None:
+            return SCALE_SUB, np.asarray(center, dtype=np.float64), None
+        if by is not None:
+            return SCALE_DIV, np.asarray(by, dtype=np.float64), None
+        return SCALE_NONE, None, None
+    if kind == "MinMaxScaler" and not scaler.clip:
+        return SCALE_MUL_ADD, np.asarray(scaler.scale_, dtype=np.float64), np.asarray(scaler.min_, dtype=np.float64)
+    return None
+
+
 def _compile_scaler(scaler: Any):
     """The fitted sklearn scaler's transform as plain numpy, with sklearn's in-place operation order."""
     if scaler is None:
@@ -314,8 +409,8 @@ def _compile_scaler(scaler: Any):
     if kind == "MaxAbsScaler":
         scale = scaler.scale_
         return lambda X: X / scale
-    if kind == "StandardScaler":
-        return _center_scale(scaler.mean_ if scaler.with_mean else None, scaler.scale_ if scaler.with_std else None)
+    if kind in ("StandardScaler", "RobustScaler"):
+        return _center_scale(*_center_and_scale(scaler))
     if kind == "MinMaxScaler":
         if scaler.clip:
             raise CannotCompile("MinMaxScaler(clip=True) is not compiled")
@@ -326,9 +421,6 @@ def _compile_scaler(scaler: Any):
             X += add
             return X
         return minmax
-    if kind == "RobustScaler":
-        return _center_scale(scaler.center_ if scaler.with_centering else None,
-                             scaler.scale_ if scaler.with_scaling else None)
     if scaler.norm != "l2":
         raise CannotCompile(f"Normalizer(norm={scaler.norm!r}) is not compiled")
 
@@ -356,8 +448,6 @@ class CompiledPipeline:
     def __init__(self, pipeline: Any, blocks: dict[tuple, FeatureBlock] | None = None, *, trees: bool = True) -> None:
         self.featurizer = CompiledFeaturizer(pipeline.featurizer_, blocks)
         self.predict, self.engine = _compile_model(pipeline.model_, self.featurizer.width, trees)
-        # one row given as floats -> probabilities (1 x classes), without numpy per step; None: use predict
-        self.predict_row: Callable[[Sequence[float]], np.ndarray] | None = getattr(self.predict, "row", None)
 
     def predict_proba(self, cols: dict[str, Sequence[Any]], n: int, memo: dict | None = None) -> np.ndarray:
         return self.predict(self.featurizer.transform(cols, n, memo))
@@ -452,50 +542,59 @@ def _link64(m: np.ndarray, objective: str) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 def _tree_kernel(model: Any, kind: str, width: int) -> tuple[Callable[[np.ndarray], np.ndarray], Callable]:
-    """(Z -> probabilities through the C kernel, () -> rows probing every split)."""
+    """(Z -> probabilities through the C kernel, () -> rows probing every split). The first carries `kernel`, a
+    RowKernel: its tables and link for one row through opml.serving.rowpath (the same operations)."""
     from opml.serving import treecompile as tc
 
     if kind == "LGBMClassifier":
         forest, objective, _ = tc.lightgbm_forest(model.booster_, width)
 
-        def lgbm(Z: np.ndarray) -> np.ndarray:
-            return _link64(forest.margins(Z), objective)
+        def lgbm_link(m: np.ndarray) -> np.ndarray:
+            return _link64(m, objective)
 
-        def lgbm_row(z: Sequence[float]) -> np.ndarray:  # lgbm() of one row given as floats: the same operations
-            m = forest.margins_row(z)
-            if objective == "binary":
-                p = 1.0 / (1.0 + np.exp(-m[0]))  # numpy's exp, as _link64 (math.exp may differ by an ulp)
-                return np.array([[1.0 - p, p]])
-            return _link64(np.array([m]), objective)
-        lgbm.row = lgbm_row  # type: ignore[attr-defined]
+        def lgbm(Z: np.ndarray) -> np.ndarray:
+            return lgbm_link(forest.margins(Z))
+        lgbm.kernel = RowKernel(forest, SIGMOID if objective == "binary" else OTHER, lgbm_link)  # type: ignore
         return lgbm, forest.probe_rows
     if kind == "XGBClassifier":
         forest, objective, _ = tc.xgboost_forest(model.get_booster(), width, _xgb_best(model))
         one = np.float32(1.0)
 
-        def xgb(Z: np.ndarray) -> np.ndarray:
+        def xgb_link(m: np.ndarray) -> np.ndarray:
             # the kernel casts to float32 like XGBoost; margins are float32 values
-            m = forest.margins(Z).astype(np.float32)
+            m = m.astype(np.float32)
             if objective == "binary":
                 p = one / (np.exp(np.minimum(-m[:, 0], np.float32(88.7))) + one)  # XGBoost's float32 sigmoid
                 return np.column_stack([one - p, p]).astype(np.float64)
             m = m - m.max(axis=1, keepdims=True)
             e = np.exp(m)
             return (e / e.sum(axis=1, keepdims=True)).astype(np.float64)
+
+        def xgb(Z: np.ndarray) -> np.ndarray:
+            return xgb_link(forest.margins(Z))
+        xgb.kernel = RowKernel(forest, SIGMOID32 if objective == "binary" else OTHER, xgb_link)  # type: ignore
         return xgb, forest.probe_rows
     if kind == "CatBoostModel":
         oblivious, objective = tc.catboost_forest(model, width)
 
+        def catboost_link(m: np.ndarray) -> np.ndarray:
+            return _link64(m, objective)
+
         def catboost(Z: np.ndarray) -> np.ndarray:
-            return _link64(oblivious.margins(Z), objective)
+            return catboost_link(oblivious.margins(Z))
+        catboost.kernel = RowKernel(oblivious, SIGMOID if objective == "binary" else OTHER,  # type: ignore
+                                    catboost_link)
         return catboost, oblivious.probe_rows
     forest = tc.sklearn_forest(model, width)
     n_trees = len(model.estimators_)
 
+    def sk_link(m: np.ndarray) -> np.ndarray:
+        m /= n_trees
+        return m
+
     def sk(Z: np.ndarray) -> np.ndarray:
-        out = forest.margins(Z)
-        out /= n_trees
-        return out
+        return sk_link(forest.margins(Z))
+    sk.kernel = RowKernel(forest, MEAN, sk_link)  # type: ignore[attr-defined]
     return sk, forest.probe_rows
 
 
@@ -532,7 +631,10 @@ class Batch(NamedTuple):
 
 class CompiledScorer(ABC):
     """The endpoint's scorer over a compiled OpmlClassifier; a subclass per estimator kind says how its
-    members' probabilities combine (SingleScorer, VotingScorer, StackScorer). Built by compile_model."""
+    members' probabilities combine (SingleScorer, VotingScorer, StackScorer). Built by compile_model.
+
+    One row (the most common request) takes opml.serving.rowpath: plain Python floats and one C call
+    through every member's trees, combined by the subclass's `combine_row`."""
 
     def __init__(self, model: Any, model_ref: str, columns: list[Column], example: dict[str, Any],
                  *, trees: bool = True) -> None:
@@ -550,6 +652,11 @@ class CompiledScorer(ABC):
         self._blocks = list(blocks.values())
         self._reader, why = _reader(columns, self._blocks)
         self._index = self._reader.index if self._reader is not None else {}
+        try:
+            self._rows: RowPath | None = RowPath(members, getattr(model.estimator_, "members_", None)
+                                                 or [model.estimator_])
+        except CannotCompile:  # the C row kernel cannot be built: one row takes the array path
+            self._rows = None
         batches = "C record reader" if self._reader is not None else f"Python record reader ({why})"
         calibration = f"; calibration: {self._calibration['method']}" if self._calibration else ""
         self.inference = (f"compiled ({what}; models: {', '.join(engines)}; {len(blocks)} shared feature block(s); "
@@ -563,8 +670,14 @@ class CompiledScorer(ABC):
     def proba(self, cols: dict[str, Sequence[Any]] | None, n: int, memo: dict | None = None) -> np.ndarray:
         """Class probabilities of n rows (`memo`: the feature blocks already computed for this request)."""
 
+    @abstractmethod
+    def combine_row(self, probs: list[list[float]]) -> list[float]:
+        """One row's class probabilities from its members' (floats, member order), as `proba` combines them."""
+
     def predict_proba(self, cols: dict[str, Sequence[Any]]) -> np.ndarray:
         n = len(next(iter(cols.values()))) if cols else 0
+        if n == 1 and self._rows is not None:
+            return self._one_row(None, cols)
         return calibrated(self.proba(cols, n), self._calibration, self._pos)
 
     def read(self, records: list[Any]) -> Batch:
@@ -584,17 +697,24 @@ class CompiledScorer(ABC):
 
     def predict_batch(self, batch: Batch) -> np.ndarray:
         matrix = batch.matrix
-        if matrix is not None and batch.rows == 1 and (proba := self._one_row(matrix)) is not None:
-            return calibrated(proba, self._calibration, self._pos)
+        if batch.rows == 1 and self._rows is not None:
+            return self._one_row(matrix, batch.columns)
         if matrix is None:
             return calibrated(self.proba(batch.columns, batch.rows), self._calibration, self._pos)
         index = self._index  # the C reader's matrix: every block computed from it up front
         proba = self.proba(None, batch.rows, {id(b): b.from_matrix(matrix, index) for b in self._blocks})
         return calibrated(proba, self._calibration, self._pos)
 
-    def _one_row(self, matrix: np.ndarray) -> np.ndarray | None:
-        """Probabilities of a one-row matrix on a path with no numpy step per value; None: no such path."""
-        return None
+    def _one_row(self, matrix: np.ndarray | None, cols: dict[str, Sequence[Any]] | None) -> np.ndarray:
+        """Probabilities (1 x classes) of one row, from the C reader's matrix or the Python reader's columns,
+        through the row path (no numpy step per member)."""
+        if matrix is not None:
+            index = self._index
+            blocks = {id(b): b.from_matrix(matrix, index) for b in self._blocks}
+        else:
+            blocks = {id(b): b.compute(cols, 1) for b in self._blocks}  # type: ignore[arg-type]
+        proba = np.array([self.combine_row(self._rows.probabilities(blocks))])  # type: ignore[union-attr]
+        return calibrated(proba, self._calibration, self._pos)
 
     def labels(self, proba: np.ndarray) -> list[str]:
         if len(proba) == 1 and self._threshold is not None and proba.shape[1] == 2:  # decide() for one row
@@ -613,14 +733,8 @@ class SingleScorer(CompiledScorer):
     def proba(self, cols: dict[str, Sequence[Any]] | None, n: int, memo: dict | None = None) -> np.ndarray:
         return self._pipeline.predict_proba(cols, n, memo)
 
-    def _one_row(self, matrix: np.ndarray) -> np.ndarray | None:
-        pipeline = self._pipeline
-        if pipeline.predict_row is None:
-            return None
-        featurizer = pipeline.featurizer
-        dense, codes = featurizer.block.from_matrix(matrix, self._index)
-        z = featurizer.row(dense[0], None if codes is None else codes[0])
-        return None if z is None else pipeline.predict_row(z)
+    def combine_row(self, probs: list[list[float]]) -> list[float]:
+        return probs[0]
 
 
 class VotingScorer(CompiledScorer):
@@ -628,7 +742,8 @@ class VotingScorer(CompiledScorer):
 
     def _compile(self, inner: Any, blocks: Blocks, trees: bool) -> tuple[list[CompiledPipeline], str]:
         members = [CompiledPipeline(m, blocks, trees=trees) for m in inner.members_]
-        self._pairs = list(zip([float(w) for w in inner.weights_], members, strict=True))
+        self._weights = [float(w) for w in inner.weights_]
+        self._pairs = list(zip(self._weights, members, strict=True))
         return members, f"VotingEnsemble of {len(members)}"
 
     def proba(self, cols: dict[str, Sequence[Any]] | None, n: int, memo: dict | None = None) -> np.ndarray:
@@ -639,6 +754,9 @@ class VotingScorer(CompiledScorer):
             out = p if out is None else out + p
         return out
 
+    def combine_row(self, probs: list[list[float]]) -> list[float]:
+        return vote(probs, self._weights)
+
 
 class StackScorer(CompiledScorer):
     """A StackModel: its meta-learner over the members' probabilities."""
@@ -646,12 +764,17 @@ class StackScorer(CompiledScorer):
     def _compile(self, inner: Any, blocks: Blocks, trees: bool) -> tuple[list[CompiledPipeline], str]:
         self._members = [CompiledPipeline(m, blocks, trees=trees) for m in inner.members_]
         self._coef, self._intercept = inner.coef_, inner.intercept_
+        self._meta = (np.asarray(inner.coef_, dtype=np.float64).tolist(),
+                      np.asarray(inner.intercept_, dtype=np.float64).tolist())
         return self._members, f"StackEnsemble of {len(self._members)}"
 
     def proba(self, cols: dict[str, Sequence[Any]] | None, n: int, memo: dict | None = None) -> np.ndarray:
         memo = {} if memo is None else memo
         features = _stack_features([m.predict_proba(cols, n, memo) for m in self._members])
         return meta_proba(features, self._coef, self._intercept)
+
+    def combine_row(self, probs: list[list[float]]) -> list[float]:
+        return stack(probs, *self._meta)
 
 
 def _reader(columns: list[Column], blocks: list[FeatureBlock]) -> tuple[Any, str]:

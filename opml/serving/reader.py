@@ -47,15 +47,25 @@ def library() -> Any:
 
 class _JsonSchema(ctypes.Structure):
     _fields_ = [("m", ctypes.c_int32)] + [(name, ctypes.c_void_p) for name in (
-        "names", "name_off", "kinds", "levels", "level_off", "level_code", "slot_off", "slot_mask", "slots")]
+        "names", "name_off", "kinds", "levels", "level_off", "level_code", "slot_off", "slot_mask", "slots",
+        "name_plain", "name_words", "level_words")]
 
 
-def fnv1a(data: bytes) -> int:
-    """The hash opml_parse_json looks category levels up by (32-bit FNV-1a)."""
-    h = 2166136261
-    for c in data:
-        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
-    return h
+_MASK64 = (1 << 64) - 1
+
+
+def text_words(data: bytes) -> tuple[int, int]:
+    """(head, tail): the words opml_parse_json compares and hashes a text by: the first 8 bytes when there are
+    more than 8 (else 0) and the last (up to) 8, little-endian."""
+    return int.from_bytes(data[:8], "little") if len(data) > 8 else 0, int.from_bytes(data[-8:], "little")
+
+
+def text_hash(data: bytes) -> int:
+    """The hash opml_parse_json looks category levels up by (text_hash in reader.c)."""
+    head, tail = text_words(data)
+    h = (tail * 0x9E3779B97F4A7C15 & _MASK64) ^ (head * 0xC2B2AE3D27D4EB4F & _MASK64) ^ \
+        (len(data) * 0x165667B19E3779F9 & _MASK64)
+    return h >> 32
 
 
 class JsonSchema:
@@ -75,7 +85,7 @@ class JsonSchema:
             mine = [-1] * size
             for level, code in table.items():
                 b = level.encode()
-                h = fnv1a(b) & (size - 1)
+                h = text_hash(b) & (size - 1)
                 while mine[h] >= 0:
                     h = (h + 1) & (size - 1)
                 mine[h] = len(levels)
@@ -95,6 +105,10 @@ class JsonSchema:
             "slot_off": np.asarray(slot_off, dtype=i32),
             "slot_mask": np.asarray(slot_mask, dtype=i32),
             "slots": np.asarray(slots, dtype=i32),
+            # a plain name's JSON text is the name itself: the C matches it without scanning the key first
+            "name_plain": np.asarray([all(0x20 <= b < 0x80 and b not in b'"\\' for b in n) for n in names], dtype=i32),
+            "name_words": np.asarray([w for n in names for w in text_words(n)] or [0], dtype=np.uint64),
+            "level_words": np.asarray([w for b in levels for w in text_words(b)] or [0], dtype=np.uint64),
         }
         self.struct = _JsonSchema(len(columns), *(a.ctypes.data for a in self._keep.values()))
         self.ptr = ctypes.addressof(self.struct)

@@ -4,7 +4,8 @@ The C source (opml/serving/csrc/treekernel.c, package data) knows nothing about 
 is compiled once per machine with gcc by opml.serving.cbuild (-O3 -march=native, cached on disk) and
 every model is just arrays handed to it. Two entry points:
 
-- `opml_forest_predict`: walks each (tree, row) down the node table; best for a few rows.
+- `opml_forest_predict`: walks each row down the node table, eight trees side by side with no branch per
+  node (a node's side comes from an answer table in its flags); best for a few rows.
 - `opml_forest_predict_qs`: boosted trees of at most 64 leaves, QuickScorer-style: every node is
   tested for a block of rows at once (branch-free, vectorised), a failed test clears the leaves of
   its left subtree from a 64-bit mask, the exit leaf is the lowest bit left. Best from ~3 rows on.
@@ -36,9 +37,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import struct
 import tempfile
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -46,7 +45,7 @@ import numpy as np
 from opml.serving.cbuild import CannotCompile, Library, build, source
 
 MODE_LGBM, MODE_SKLEARN, MODE_XGB = 0, 1, 2
-F_NAN_LEFT, F_CAT, F_CAT_INVERT = 1, 2, 4
+F_NAN_LEFT, F_CAT, F_CAT_INVERT, F_CAT64 = 1, 2, 4, 8  # F_CAT64: a category set within codes 0..63, kept in thr
 
 _NODE = np.dtype([("thr", "<f8"), ("feat", "<i4"), ("left", "<i4"), ("right", "<i4"), ("flags", "<i4"),
                   ("cat_off", "<i4"), ("cat_len", "<i4")])
@@ -140,6 +139,7 @@ class CompiledForest:
         self.nodes = np.zeros(len(b.nodes) + 1, dtype=_NODE)  # + a dummy node idle lanes read
         if b.nodes:
             self.nodes[: len(b.nodes)] = b.nodes
+            _walker_fields(self.nodes[: len(b.nodes)], b.cats)
         self.roots = np.asarray(b.roots, dtype=np.int32)
         self.group = np.asarray(b.group, dtype=np.int32)
         self.cats = np.asarray(b.cats or [0], dtype=np.uint32)
@@ -151,16 +151,6 @@ class CompiledForest:
         self.n_trees = len(self.roots)
         self._qs = _bitmask_tables(b, n_out, mode, n_features) if mode in (MODE_LGBM, MODE_XGB) else None
         self._qs_ptr = ctypes.addressof(self._qs[0]) if self._qs is not None else None  # _qs[1] keeps arrays alive
-        self._row = struct.Struct(f"{n_features}d")
-        self._init = struct.Struct(f"{n_out}d")
-        self._init_bytes = self._init.pack(*self.init.tolist())
-        self._out_type = ctypes.c_char * len(self._init_bytes)
-
-    def margins_row(self, z: Sequence[float]) -> tuple[float, ...]:
-        """margins() of one row given as floats: the node walker over packed doubles, no numpy call."""
-        out = bytearray(self._init_bytes)
-        self._fn(self._ptr, self._row.pack(*z), 1, self.n_features, self._out_type.from_buffer(out))
-        return self._init.unpack(out)
 
     def margins(self, Z: np.ndarray) -> np.ndarray:
         Z = np.ascontiguousarray(Z, dtype=np.float64)
@@ -204,6 +194,27 @@ class CompiledForest:
             Z[tiny, j] = edge[rng.integers(0, len(edge), int(tiny.sum()))]
             Z[rng.random(n) < 0.1, j] = np.nan
         return Z
+
+
+def _walker_fields(nodes: np.ndarray, cats: list[int]) -> None:
+    """What the walker (opml_forest_predict) reads beyond the node itself: a categorical node whose set lies within
+    codes 0..63 carries it as a 64-bit mask in place of its (unused) threshold, flag F_CAT64 (one AND against the
+    row's code bit); every node carries in flags bits 8..15 its answer (1: left) for each combination of
+    (value is NaN, code in the set, threshold test holds) at bit NaN + 2 * in + 4 * test."""
+    thr_bits = nodes["thr"].view(np.uint64)
+    flags = nodes["flags"]
+    for i in np.flatnonzero((flags & F_CAT) != 0):
+        off, n = int(nodes["cat_off"][i]), int(nodes["cat_len"][i])
+        if n <= 2:
+            thr_bits[i] = sum(int(w) << (32 * k) for k, w in enumerate(cats[off: off + n]))
+            flags[i] |= F_CAT64
+    nan_left, cat, invert = flags & F_NAN_LEFT, (flags & F_CAT) != 0, (flags & F_CAT_INVERT) >> 2
+    answers = np.zeros(len(nodes), dtype=np.int32)
+    for at in range(8):
+        nan, in_set, test = at & 1, (at >> 1) & 1, (at >> 2) & 1
+        left = nan_left if nan else np.where(cat, in_set ^ invert, test)
+        answers |= left.astype(np.int32) << at
+    flags |= answers << 8
 
 
 def _bitmask_tables(b: _Builder, n_out: int, mode: int, n_features: int) -> tuple[_QS, dict[str, np.ndarray]] | None:

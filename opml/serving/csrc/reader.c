@@ -74,12 +74,36 @@ typedef struct {
     const int32_t *slot_off;    /* per column: offset of its hash slots in `slots` */
     const int32_t *slot_mask;   /* per column: its number of slots (a power of two) - 1 */
     const int32_t *slots;       /* level index, -1: empty */
+    const int32_t *name_plain;  /* per column: 1 when its name is plain ASCII text (no quote, backslash or control) */
+    const uint64_t *name_words; /* per column: head, tail (text_words of its name) */
+    const uint64_t *level_words;/* per level: head, tail */
 } json_schema_t;
 
-uint32_t opml_fnv1a(const char *s, int64_t n) {
-    uint32_t h = 2166136261u;
-    for (int64_t i = 0; i < n; ++i) { h ^= (uint8_t)s[i]; h *= 16777619u; }
-    return h;
+/* Strings are compared and hashed by two little-endian words: tail, the last min(n, 8) bytes, and head, the
+   first 8 when n > 8 (else 0); with the length they are the whole text up to 16 bytes. Python's side is
+   opml.serving.reader.text_words / text_hash. Little-endian machines only (else every body takes orjson). */
+static inline uint64_t load64(const char *p) { uint64_t w; memcpy(&w, p, 8); return w; }
+
+/* v[0..n): its words; `lo`: the lowest address readable (the tail word of a short text is read from before v) */
+static inline void text_words(const char *v, int64_t n, const char *lo, uint64_t *head, uint64_t *tail) {
+    if (n >= 8) *tail = load64(v + n - 8);
+    else if (n > 0 && v + n - 8 >= lo) *tail = load64(v + n - 8) >> (8 * (8 - n));
+    else {
+        uint64_t t = 0;
+        for (int64_t i = 0; i < n; ++i) t |= (uint64_t)(uint8_t)v[i] << (8 * i);
+        *tail = t;
+    }
+    *head = n > 8 ? load64(v) : 0;
+}
+
+static inline uint32_t text_hash(uint64_t head, uint64_t tail, int64_t n) {
+    const uint64_t h = tail * 0x9E3779B97F4A7C15ull ^ head * 0xC2B2AE3D27D4EB4Full ^ (uint64_t)n * 0x165667B19E3779F9ull;
+    return (uint32_t)(h >> 32);
+}
+
+static inline int same_bytes(const char *a, const char *b, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) if (a[i] != b[i]) return 0;
+    return 1;
 }
 
 static inline const char *skip_ws(const char *p, const char *end) {
@@ -170,17 +194,65 @@ static const char *number(const char *p, const char *end, double *v) {
 
 static inline int name_is(const json_schema_t *s, int32_t j, const char *k, int64_t n) {
     const int32_t a = s->name_off[j], b = s->name_off[j + 1];
-    return b - a == n && memcmp(s->names + a, k, (size_t)n) == 0;
+    return b - a == n && same_bytes(s->names + a, k, n);
 }
 
-static inline double category(const json_schema_t *s, int32_t j, const char *v, int64_t n) {
-    const int32_t mask = s->slot_mask[j];
+/* a text of n bytes with words (head, tail) is `ref` (whose words are ref_words): the middle bytes are compared
+   only past 16 */
+static inline int same_text(const char *ref, const uint64_t *ref_words, const char *v, int64_t n, uint64_t head,
+                            uint64_t tail) {
+    return ref_words[0] == head && ref_words[1] == tail && (n <= 16 || same_bytes(ref + 8, v + 8, n - 16));
+}
+
+/* The key at k (just after its quote) when it is column j's plain name: the closing quote's address, else NULL.
+   The same answer as plain_string then name_is (a plain name's text is its JSON text), without a scan. */
+static inline const char *key_is(const json_schema_t *s, int32_t j, const char *k, const char *end,
+                                 const char *lo) {
+    const int32_t a = s->name_off[j], n = s->name_off[j + 1] - a;
+    if (!s->name_plain[j] || end - k <= n || k[n] != '"') return NULL;
+    uint64_t head, tail;
+    text_words(k, n, lo, &head, &tail);
+    return same_text(s->names + a, s->name_words + 2 * j, k, n, head, tail) ? k + n : NULL;
+}
+
+/* the first byte at or after p that ends a plain string's text or is not allowed in one (a quote, a backslash,
+   a control byte or one past ASCII), 8 bytes at a time; `end` when there is none */
+static inline const char *string_stop(const char *p, const char *end) {
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    while (end - p >= 8) {
+        const uint64_t x = load64(p), q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+        /* per byte: zero (a quote or backslash), under 0x20, or with its high bit set; the lowest flagged byte is
+           exact (borrows only flag bytes above a true one) */
+        const uint64_t flags = (((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x) | x) & highs;
+        if (flags) return p + (__builtin_ctzll(flags) >> 3);
+        p += 8;
+    }
+    while (p < end) {
+        const uint8_t c = (uint8_t)*p;
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) return p;
+        ++p;
+    }
+    return end;
+}
+
+/* The code of the plain string at v (just after its quote): -1.0 when unseen; *stop: its closing quote, NULL
+   when it is not a plain string */
+static inline double category(const json_schema_t *s, int32_t j, const char *v, const char *end, const char *lo,
+                              const char **stop) {
+    const char *p = string_stop(v, end);
+    if (p >= end || *p != '"') { *stop = NULL; return -1.0; }
+    *stop = p;
+    const int64_t n = p - v;
+    uint64_t head, tail;
+    text_words(v, n, lo, &head, &tail);
+    const uint32_t mask = (uint32_t)s->slot_mask[j];
     const int32_t *slots = s->slots + s->slot_off[j];
-    for (uint32_t h = opml_fnv1a(v, n) & (uint32_t)mask;; h = (h + 1) & (uint32_t)mask) {
+    for (uint32_t h = text_hash(head, tail, n) & mask;; h = (h + 1) & mask) {
         const int32_t k = slots[h];
         if (k < 0) return -1.0;
         const int32_t a = s->level_off[k], b = s->level_off[k + 1];
-        if (b - a == n && memcmp(s->levels + a, v, (size_t)n) == 0) return (double)s->level_code[k];
+        if (b - a == n && same_text(s->levels + a, s->level_words + 2 * k, v, n, head, tail))
+            return (double)s->level_code[k];
     }
 }
 
@@ -189,6 +261,9 @@ int64_t opml_parse_json(const json_schema_t *s, const char *buf, int64_t len, do
     const char *p = skip_ws(buf, buf + len), *end = buf + len;
     const int32_t m = s->m;
     const uint64_t all = m >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << m) - 1);
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    return -1;  /* the words of text_words are little-endian */
+#endif
     if (m < 1 || m > 64 || p >= end || *p != '{') return -1;
     p = skip_ws(p + 1, end);
     if (end - p < 6 || memcmp(p, "\"data\"", 6) != 0) return -1;
@@ -206,11 +281,13 @@ int64_t opml_parse_json(const json_schema_t *s, const char *buf, int64_t len, do
         for (;;) {
             if (p >= end || *p != '"') return -1;
             const char *k = p + 1;
-            if ((p = plain_string(k, end)) == NULL) return -1;
-            const int64_t kn = p - k;
             int32_t j = -1;
-            if (next < m && name_is(s, next, k, kn)) j = next;
-            else for (int32_t c = 0; c < m; ++c) if (name_is(s, c, k, kn)) { j = c; break; }
+            if (next < m && (p = key_is(s, next, k, end, buf)) != NULL) j = next;  /* the usual case: schema order */
+            else {
+                if ((p = plain_string(k, end)) == NULL) return -1;
+                const int64_t kn = p - k;
+                for (int32_t c = 0; c < m; ++c) if (name_is(s, c, k, kn)) { j = c; break; }
+            }
             if (j < 0 || ((seen >> j) & 1)) return -1;
             seen |= (uint64_t)1 << j;
             next = j + 1;
@@ -226,9 +303,8 @@ int64_t opml_parse_json(const json_schema_t *s, const char *buf, int64_t len, do
             } else if (s->kinds[j] == 0) {
                 if ((p = number(p, end, &v)) == NULL) return -1;
             } else if (*p == '"') {
-                const char *t = p + 1;
-                if ((p = plain_string(t, end)) == NULL) return -1;
-                v = category(s, j, t, p - t);
+                v = category(s, j, p + 1, end, buf, &p);
+                if (p == NULL) return -1;
                 ++p;
             } else return -1;
             out[(int64_t)j * cap + n] = v;

@@ -1,13 +1,15 @@
 /* The tree kernel of opml.serving.treecompile: forests flattened into tables (see that module), scored
-   by walking nodes (opml_forest_predict) or QuickScorer-style leaf bitmasks (opml_forest_predict_qsv).
+   by walking nodes (opml_forest_predict: several trees side by side, no branch per node) or QuickScorer-style
+   leaf bitmasks (opml_forest_predict_qsv).
    Built by opml.serving.cbuild (-O3 -march=native -ffp-contract=off; no -ffast-math: comparisons and
    sums stay IEEE-exact) and loaded with ctypes.CDLL. */
 
 #include <stdint.h>
 #include <math.h>
+#include <string.h>
 
-/* ---- any forest: one (tree, row) at a time down the node table ---- */
-typedef struct { double thr; int32_t feat, left, right, flags, cat_off, cat_len; } node_t;
+/* ---- any forest: each row down the node table, several trees side by side ---- */
+typedef struct { double thr; int32_t feat, child[2], flags, cat_off, cat_len; } node_t;  /* child: left, right */
 typedef struct {
     const node_t *nodes;
     const int32_t *roots;     /* per tree: node index, or ~leaf when the tree is a single leaf */
@@ -20,43 +22,117 @@ static inline int in_set(const forest_t *f, const node_t *nd, int32_t c) {
     if (c < 0 || (c >> 5) >= nd->cat_len) return 0;
     return (f->cats[nd->cat_off + (c >> 5)] >> (c & 31)) & 1u;
 }
-static inline int32_t leaf_of(const forest_t *f, const double *x, int32_t nd, const int mode) {
-    const node_t *nodes = f->nodes;
-    while (nd >= 0) {
-        const node_t *n = nodes + nd;
-        double v = x[n->feat];
-        int left;
-        if (v != v) left = n->flags & 1;
-        else if (n->flags & 2) {
-            int32_t c;
-            if (mode == 2) {
-                float fv = (float)v;
-                c = (fv < 0.0f || fv >= 2147483520.0f) ? -1 : (int32_t)fv;
-            } else {
-                c = (v <= -2147483648.0 || v >= 2147483648.0) ? -1 : (int32_t)v;
-            }
-            left = in_set(f, n, c) ^ ((n->flags >> 2) & 1);
-        } else if (mode == 0) left = v <= n->thr;
-        else if (mode == 1) left = (double)(float)v <= n->thr;
-        else left = (float)v < (float)n->thr;
-        nd = left ? n->left : n->right;
-    }
-    return ~nd;
-}
-void opml_forest_predict(const forest_t *f, const double *X, int64_t n, int64_t stride, double *out) {
-    const int32_t w = f->width, n_out = f->n_out;
-    for (int32_t t = 0; t < f->n_trees; ++t) {
-        const int32_t root = f->roots[t], g = f->group[t];
-        for (int64_t i = 0; i < n; ++i) {
-            const double *x = X + i * stride;
-            int32_t lf = f->mode == 0 ? leaf_of(f, x, root, 0)
-                       : f->mode == 1 ? leaf_of(f, x, root, 1) : leaf_of(f, x, root, 2);
-            const double *leaf = f->leaves + (int64_t)lf * w;
-            double *o = out + i * n_out + g;
-            if (f->mode == 2) { for (int32_t k = 0; k < w; ++k) o[k] = (double)((float)o[k] + (float)leaf[k]); }
-            else { for (int32_t k = 0; k < w; ++k) o[k] += leaf[k]; }
+/* The row's category bits: bit (int)x of feature j's word when that code is in 0..63 (XGBoost: (int)(float)x
+   with (float)x >= 0), else 0 -- never in a set, as in_set has it for NaN, negative and larger codes. */
+#define MAX_BITS 256
+static inline void code_bits(const double *x, int32_t width, uint64_t *bits, const int mode) {
+    for (int32_t j = 0; j < width; ++j) {
+        const double v = x[j];
+        if (mode == 2) {
+            const float fv = (float)v;
+            bits[j] = (fv >= 0.0f && fv < 64.0f) ? (uint64_t)1 << (int32_t)fv : 0;
+        } else {
+            bits[j] = (v > -1.0 && v < 64.0) ? (uint64_t)1 << (int32_t)v : 0;
         }
     }
+}
+
+/* The child of node n that row x goes to, without a branch to mispredict (a walk's left/right turns are coin
+   flips to the predictor): the threshold test and the category test are both made, and the node's answer
+   table (flags bits 8..15, made by treecompile from its NaN side, kind and inversion) picks the side for
+   (NaN, in set, threshold test). A set within codes 0..63 (flag value 8, F_CAT64) is held in the node's
+   threshold field: one AND with the row's code bit. A wider set, or a row wider than MAX_BITS (bits NULL),
+   takes in_set. */
+static inline int32_t child(const forest_t *f, const node_t *n, const double *x, const uint64_t *bits,
+                            const int mode) {
+    const int32_t feat = n->feat, flags = n->flags;
+    const double v = x[feat];
+    int32_t in = 0;
+    if (__builtin_expect(bits != NULL, 1)) {
+        uint64_t set;
+        memcpy(&set, &n->thr, sizeof set);
+        in = (bits[feat] & set) != 0;
+    }
+    if (__builtin_expect((flags & 10) == 2 || (bits == NULL && (flags & 2)), 0)) {
+        int32_t c;
+        if (mode == 2) {
+            const float fv = (float)v;
+            c = (v != v || fv < 0.0f || fv >= 2147483520.0f) ? -1 : (int32_t)fv;
+        } else {
+            c = (v != v || v <= -2147483648.0 || v >= 2147483648.0) ? -1 : (int32_t)v;
+        }
+        in = in_set(f, n, c);
+    }
+    int32_t num;
+    if (mode == 0) num = v <= n->thr;
+    else if (mode == 1) num = (double)(float)v <= n->thr;
+    else num = (float)v < (float)n->thr;
+    /* flags bits 8..15: the node's answer for each (NaN, in set, threshold test) -- set by treecompile */
+    const int32_t left = (flags >> (8 + ((v != v) | (in << 1) | (num << 2)))) & 1;
+    return n->child[left ^ 1];
+}
+
+/* One row down trees [t0, t0 + k), LANES of them side by side (independent chains of loads overlap instead
+   of waiting on each other): a lane at a leaf records it in leaf[tree - t0] and takes the next tree (the one
+   branch that mispredicts, once a tree). */
+#define LANES 8
+#define CHUNK 512       /* trees per leaf buffer */
+#define ROWS_CHUNK 64   /* with several rows, trees walked per row before the next row: they stay in cache */
+static inline void leaves_of(const forest_t *f, const double *x, const uint64_t *bits, int32_t t0, int32_t k,
+                             int32_t *leaf, const int mode) {
+    const node_t *nodes = f->nodes;
+    const int32_t *roots = f->roots + t0;
+    int32_t nd[LANES], tree[LANES], next = 0;
+    for (int32_t j = 0; j < LANES; ++j) {
+        tree[j] = next < k ? next : -1;
+        nd[j] = next < k ? roots[next++] : -1;
+    }
+    for (;;) {
+        int busy = 0;
+        for (int32_t j = 0; j < LANES; ++j) {
+            const int32_t c = nd[j];
+            if (c >= 0) {
+                nd[j] = child(f, nodes + c, x, bits, mode);
+                busy = 1;
+            } else if (tree[j] >= 0) {
+                leaf[tree[j]] = ~c;
+                tree[j] = next < k ? next : -1;
+                if (next < k) nd[j] = roots[next++];
+                busy = 1;
+            }
+        }
+        if (!busy) break;
+    }
+}
+
+/* out: n x n_out, holding the initial values; each row's leaves are added in tree order (the same doubles as one
+   tree at a time). */
+static inline void walk(const forest_t *f, const double *X, int64_t n, int64_t stride, double *out, const int mode) {
+    const int32_t w = f->width, n_out = f->n_out;
+    const int32_t chunk = n == 1 ? CHUNK : ROWS_CHUNK;
+    int32_t leaf[CHUNK];
+    uint64_t bits[MAX_BITS];
+    const uint64_t *use = stride <= MAX_BITS ? bits : NULL;  /* wider rows: every category node takes in_set */
+    for (int32_t t0 = 0; t0 < f->n_trees; t0 += chunk) {
+        const int32_t k = f->n_trees - t0 < chunk ? f->n_trees - t0 : chunk;
+        for (int64_t i = 0; i < n; ++i) {
+            const double *x = X + i * stride;
+            double *o = out + i * n_out;
+            if (use != NULL) code_bits(x, (int32_t)stride, bits, mode);
+            leaves_of(f, x, use, t0, k, leaf, mode);
+            for (int32_t j = 0; j < k; ++j) {
+                const double *lv = f->leaves + (int64_t)leaf[j] * w;
+                double *g = o + f->group[t0 + j];
+                if (mode == 2) { for (int32_t p = 0; p < w; ++p) g[p] = (double)((float)g[p] + (float)lv[p]); }
+                else { for (int32_t p = 0; p < w; ++p) g[p] += lv[p]; }
+            }
+        }
+    }
+}
+void opml_forest_predict(const forest_t *f, const double *X, int64_t n, int64_t stride, double *out) {
+    if (f->mode == 0) walk(f, X, n, stride, out, 0);
+    else if (f->mode == 1) walk(f, X, n, stride, out, 1);
+    else walk(f, X, n, stride, out, 2);
 }
 
 /* ---- boosted trees of at most 64 leaves: QuickScorer-style leaf bitmasks, rows side by side ----
@@ -153,7 +229,7 @@ static void NAME(const qs_t *f, const double *XT, int64_t n, int64_t from, int64
                 const double *col = XT + (int64_t)f->feat[j] * n + r0;                               \
                 const int64_t mk = (int64_t)f->mask[j];                                              \
                 const int k = f->kind[j];                                                            \
-                node_t nd = {0.0, 0, 0, 0, k & 7, f->cat_off[j], f->cat_len[j]};                     \
+                node_t nd = {0.0, 0, {0, 0}, k & 7, f->cat_off[j], f->cat_len[j]};                     \
                 forest_t shim = {0, 0, 0, f->cats, 0, 0, 0, 0, MODE};                                \
                 for (int q = 0; q < VR; ++q) {                                                       \
                     for (int i = 0; i < 8; ++i) {                                                    \
