@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -89,6 +90,22 @@ class Project:
         path = self.configs / file
         cfg = (yaml.safe_load(path.read_text()) or {}) | updates
         path.write_text(yaml.safe_dump(cfg))
+
+    def delete_endpoints(self) -> None:
+        """Stop every endpoint this project started (for a fixture's `finally`)."""
+        for item in json.loads(self.ok("endpoint", "list", "--json").stdout):
+            self.ok("endpoint", "delete", item["name"])
+
+
+def sampled_project(root: Path, bank_csv: Path, rows: int, seed: int) -> tuple[Project, Path]:
+    """A project under `root` that has run `auth`, and a `rows`-row sample of the bank CSV beside it."""
+    import pandas as pd
+
+    sample = root / "sample.csv"
+    pd.read_csv(bank_csv).sample(rows, random_state=seed).to_csv(sample, index=False)
+    proj = Project(root / "p")
+    proj.ok("auth")
+    return proj, sample
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from opml.bench.ab import parse
-from tests.conftest import REPO, Project
+from tests.conftest import REPO, Project, sampled_project
 
 pytestmark = pytest.mark.timeout(600)
 TELEMETRY_FIELDS = {"timestamp", "request_id", "method", "path", "status", "latency_ms", "rows", "model", "client"}
@@ -26,11 +26,7 @@ TELEMETRY_FIELDS = {"timestamp", "request_id", "method", "path", "status", "late
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, bank_csv):
-    root = tmp_path_factory.mktemp("operate")
-    sample = root / "sample.csv"
-    pd.read_csv(bank_csv).sample(6000, random_state=0).to_csv(sample, index=False)
-    proj = Project(root / "p")
-    proj.ok("auth")
+    proj, sample = sampled_project(tmp_path_factory.mktemp("operate"), bank_csv, 6000, seed=0)
     try:
         proj.ok("train", "--data", str(sample), "--max-trials", "2", "--time-budget", "40")
         ep = json.loads(proj.ok("deploy", "--best", "--json").stdout)
@@ -38,8 +34,7 @@ def live(tmp_path_factory, bank_csv):
         rows = json.loads(pd.read_csv(sample).drop(columns=["response"]).head(3).to_json(orient="records"))
         yield proj, ep, key, rows
     finally:  # stop every endpoint process this module started, even when set-up failed half-way
-        for item in json.loads(proj.ok("endpoint", "list", "--json").stdout):
-            proj.ok("endpoint", "delete", item["name"])
+        proj.delete_endpoints()
 
 
 def score(ep: dict, key: str | None, rows: list, **headers: str) -> requests.Response:

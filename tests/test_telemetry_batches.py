@@ -16,7 +16,7 @@ import requests
 import uvloop
 
 from opml.serving.telemetry import AT_ONCE, MAX_SAMPLED_ROWS, JsonLines, Telemetry, telemetry_log, write_control
-from tests.conftest import Project
+from tests.conftest import sampled_project
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -121,11 +121,7 @@ def test_batches_rotate_by_size_and_lose_no_line(tmp_path):
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory, bank_csv):
     """An endpoint (2 workers) whose telemetry batches wait up to 60 s: only a stop writes them sooner."""
-    root = tmp_path_factory.mktemp("batches")
-    sample = root / "sample.csv"
-    pd.read_csv(bank_csv).sample(3000, random_state=1).to_csv(sample, index=False)
-    proj = Project(root / "p")
-    proj.ok("auth")
+    proj, sample = sampled_project(tmp_path_factory.mktemp("batches"), bank_csv, 3000, seed=1)
     try:
         proj.ok("train", "--data", str(sample), "--max-trials", "1", "--time-budget", "30")
         res = proj.cli("--configs", str(proj.configs), "deploy", "--best", "--json",
@@ -137,8 +133,7 @@ def endpoint(tmp_path_factory, bank_csv):
         rows = json.loads(pd.read_csv(sample).drop(columns=["response"]).head(2).to_json(orient="records"))
         yield proj, ep, key, rows
     finally:
-        for item in json.loads(proj.ok("endpoint", "list", "--json").stdout):
-            proj.ok("endpoint", "delete", item["name"])
+        proj.delete_endpoints()
 
 
 def burst(ep: dict, key: str, rows: list, prefix: str) -> list[str]:
