@@ -43,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peers import launch
 
+from opml.automl.selection import RULES
+
 REPO = Path(__file__).resolve().parents[1]
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -90,7 +92,7 @@ def main() -> None:
     ap.add_argument("--workspace", type=Path, help="existing workspace (default: a temp one, trained here)")
     ap.add_argument("--model", default="bankmarketing-automl:1")
     ap.add_argument("--train-budget", type=float, default=120.0, help="seconds (configs/automl.yaml's default)")
-    ap.add_argument("--model-selection", choices=["one_se", "best"],
+    ap.add_argument("--model-selection", choices=list(RULES),
                     help="train with this rule (default: configs/automl.yaml's)")
     ap.add_argument("-n", type=int, default=20_000, help="1-row requests per run for opml and the do-nothing apps")
     ap.add_argument("--n100", type=int, help="100-row requests per run (default: max(2000, n/10))")
