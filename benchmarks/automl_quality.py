@@ -1,4 +1,4 @@
-"""AutoML quality and cost: opml's engine vs FLAML, same data, same budget, same folds.
+"""AutoML quality and cost: opml's engine vs FLAML (and AutoGluon), same data, same budget, same folds.
 
 Each system runs in its own process (so peak memory is its own): load the CSV, run AutoML with
 the time budget, refit the final model; the wall time and peak RSS of that part are recorded.
@@ -6,13 +6,27 @@ Afterwards (untimed) the final model of each is cross-validated again on the sam
 (StratifiedKFold(5, shuffle=True, random_state=0)): pooled out-of-fold AUC_weighted, accuracy and the
 minority class's F1 at argmax and at the F1-maximising threshold are computed the same way for both.
 opml's engine also reports its own scores (ensembles cross-fitted, so not leaked). Both systems keep
-their top-scoring model (opml: model_selection "best", its default; "one_se" trades a score within one
-standard error for a cheaper model to serve).
+their top-scoring model (opml: model_selection "best"; its default, "tolerance", and "one_se" trade a score
+within 0.0005 or one standard error for a cheaper model to serve).
 
     .venv/bin/pip install flaml          # benchmark only; opml does not depend on it
     .venv/bin/python benchmarks/automl_quality.py [--budget 120] [--data PATH] [--only opml|flaml]
 
 Targets checked at the end: AUC_weighted >= 0.951, wall <= budget * 1.1, peak RSS < 2 GB.
+
+AutoGluon joins as a peer (never an opml dependency; it caps pandas below 2.4, and matplotlib, pyarrow and psutil,
+so it lives in a venv of its own, reached with --peers-python):
+
+    python -m venv V && V/bin/pip install 'autogluon.tabular[catboost,xgboost]'
+    .venv/bin/python benchmarks/automl_quality.py --peers autogluon --peers-python V/bin/python [--budget 120]
+
+AutoGluon runs presets="best_quality", time_limit=budget, eval_metric="roc_auc". Cross-validating its final
+model would refit a whole bagged, stacked predictor five times, so with --peers the comparison is a paired
+holdout instead (--protocol holdout, the default with --peers): every system runs once, within the budget, on
+the other folds' rows of fold 0 of the same StratifiedKFold, and all are scored on the same held-out fifth
+(AUC, accuracy, minority F1 at argmax and at the F1-maximising threshold of those rows; each AUC minus the first
+system's, with a 95% paired bootstrap interval). AutoGluon fits its neural networks only if torch is installed
+(the command above leaves it out). Without AutoGluon it says so, with the install command, and runs the rest.
 
 Two more modes run the whole `opml train` command (fresh workspace each time):
 
@@ -43,6 +57,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers.names import names
 
 STARTED = time.monotonic()
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +101,26 @@ def _folds(y):
     return list(StratifiedKFold(FOLDS, shuffle=True, random_state=SEED).split(np.zeros(len(y)), y))
 
 
-def worker_opml(data: Path, budget: float) -> dict:
+# Peers: what each imports, and how to install it (a venv of its own; then --peers-python V/bin/python).
+PEERS = {"autogluon": ("autogluon.tabular",
+                       "it caps pandas below 2.4: python -m venv V && V/bin/pip install "
+                       "'autogluon.tabular[catboost,xgboost]'; then --peers-python V/bin/python")}
+
+
+def holdout_rows(y) -> list[int]:
+    """The paired holdout: fold 0's validation rows of the benchmark's StratifiedKFold."""
+    return [int(i) for i in _folds(y)[0][1]]
+
+
+def _split(df, holdout: Path | None):
+    """(rows to fit on, held-out rows or None) of `df` for the protocol."""
+    if holdout is None:
+        return df, None
+    mask = df.index.isin(json.loads(holdout.read_text()))
+    return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)
+
+
+def worker_opml(data: Path, budget: float, holdout: Path | None = None) -> dict:
     import numpy as np
     import pandas as pd
     from sklearn.base import clone
@@ -91,7 +128,7 @@ def worker_opml(data: Path, budget: float) -> dict:
     from opml.automl.experiment import run_experiment
     from opml.config import AutoMLSettings
 
-    df = pd.read_csv(data)
+    df, test = _split(pd.read_csv(data), holdout)
     settings = AutoMLSettings(
         dataset={"name": "bankmarketing", "label_column": LABEL}, experiment_timeout_seconds=budget,
         n_cross_validations=FOLDS, random_seed=SEED, model_selection="best",  # the top score, as FLAML picks
@@ -102,10 +139,15 @@ def worker_opml(data: Path, budget: float) -> dict:
     model = result.model
     positive = model.classes_[model.positive_index_]
     X, y = df.drop(columns=[LABEL]), df[LABEL].to_numpy()
-    oof = np.zeros(len(df))
-    for train, valid in _folds(y):
-        fold_model = clone(model).fit(X.iloc[train], y[train])
-        oof[valid] = fold_model.predict_proba(X.iloc[valid])[:, model.positive_index_]
+    extra: dict = {}
+    if test is not None:
+        extra["holdout_p"] = model.predict_proba(test.drop(columns=[LABEL]))[:, model.positive_index_].tolist()
+    else:
+        oof = np.zeros(len(df))
+        for train, valid in _folds(y):
+            fold_model = clone(model).fit(X.iloc[train], y[train])
+            oof[valid] = fold_model.predict_proba(X.iloc[valid])[:, model.positive_index_]
+        extra["recv"] = _scores(y == positive, oof)
     singles = [t for t in result.trials if t.algorithm not in ("VotingEnsemble", "StackEnsemble")]
     best = result.best
     return {
@@ -122,21 +164,21 @@ def worker_opml(data: Path, budget: float) -> dict:
             "f1_tuned": result.threshold["tuned"]["f1"],
             "threshold": result.threshold["applied"],
         },
-        "recv": _scores(y == positive, oof),
+        **extra,
         "wall_s": wall,
         "rss_mb": rss,
         "timings": result.timings,
     }
 
 
-def worker_flaml(data: Path, budget: float) -> dict:
+def worker_flaml(data: Path, budget: float, holdout: Path | None = None) -> dict:
     import flaml
     import numpy as np
     import pandas as pd
     from flaml import AutoML
     from sklearn.model_selection import StratifiedKFold
 
-    df = pd.read_csv(data)
+    df, test = _split(pd.read_csv(data), holdout)
     X, y = df.drop(columns=[LABEL]), df[LABEL]
     automl = AutoML()
     automl.fit(
@@ -146,14 +188,19 @@ def worker_flaml(data: Path, budget: float) -> dict:
     )
     wall, rss = time.monotonic() - STARTED, _peak_rss_mb()
 
-    Xt = automl._state.task.preprocess(X, automl._transformer)
-    yt = np.asarray(automl._label_transformer.transform(y) if automl._label_transformer else y)
     positive = list(automl.classes_).index(y.value_counts().idxmin())
-    oof = np.zeros(len(df))
-    for train, valid in _folds(yt):
-        est = automl.model.__class__(task=automl._state.task, n_jobs=os.cpu_count() or 1, **automl.best_config)
-        est.fit(Xt.iloc[train], yt[train])
-        oof[valid] = est.predict_proba(Xt.iloc[valid])[:, positive]
+    extra: dict = {}
+    if test is not None:
+        extra["holdout_p"] = automl.predict_proba(test.drop(columns=[LABEL]))[:, positive].tolist()
+    else:
+        Xt = automl._state.task.preprocess(X, automl._transformer)
+        yt = np.asarray(automl._label_transformer.transform(y) if automl._label_transformer else y)
+        oof = np.zeros(len(df))
+        for train, valid in _folds(yt):
+            est = automl.model.__class__(task=automl._state.task, n_jobs=os.cpu_count() or 1, **automl.best_config)
+            est.fit(Xt.iloc[train], yt[train])
+            oof[valid] = est.predict_proba(Xt.iloc[valid])[:, positive]
+        extra["recv"] = _scores(yt == positive, oof)
     return {
         "system": f"FLAML {flaml.__version__}",
         "best": automl.best_estimator,
@@ -162,16 +209,83 @@ def worker_flaml(data: Path, budget: float) -> dict:
         "stop": "time budget",
         "engine": {"auc": 1.0 - automl.best_loss, "accuracy": None, "f1_argmax": None, "f1_tuned": None,
                    "threshold": None},
-        "recv": _scores(yt == positive, oof),
+        **extra,
         "wall_s": wall,
         "rss_mb": rss,
         "timings": {},
     }
 
 
-def run(system: str, data: Path, budget: float) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", system, "--data", str(data),
-           "--budget", str(budget)]
+def worker_autogluon(data: Path, budget: float, holdout: Path | None = None) -> dict:
+    """AutoGluon's best_quality preset within the budget. Runs in AutoGluon's own venv: no opml imports here."""
+    import resource
+    import tempfile
+
+    import pandas as pd
+    from autogluon.tabular import TabularPredictor
+    from autogluon.tabular import __version__ as version
+    from sklearn.metrics import roc_auc_score
+
+    if holdout is None:
+        raise SystemExit("AutoGluon runs on the paired holdout only (--protocol holdout)")
+    df, test = _split(pd.read_csv(data), holdout)
+    positive = df[LABEL].value_counts().idxmin()
+    with tempfile.TemporaryDirectory(prefix="opml-bench-ag-") as tmp:
+        predictor = TabularPredictor(label=LABEL, eval_metric="roc_auc", path=tmp, verbosity=0)
+        predictor.fit(df, presets="best_quality", time_limit=budget, num_cpus=os.cpu_count() or 1, num_gpus=0)
+        wall = time.monotonic() - STARTED
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0  # any fold-fitting processes
+        rss = max(_peak_rss_mb(), children)
+        p = predictor.predict_proba(test.drop(columns=[LABEL]))[positive]
+        try:  # out-of-fold predictions of the bagged best model on its training rows: AutoGluon's own estimate
+            engine_auc = float(roc_auc_score(df[LABEL] == positive, predictor.predict_proba_oof()[positive]))
+        except Exception:  # not every predictor keeps them; the row then shows "-"
+            engine_auc = None
+        names = predictor.model_names()
+    return {
+        "system": f"AutoGluon {version}",
+        "best": predictor.model_best,
+        "members": ", ".join(names),  # the models it fitted (its neural networks only when torch is installed)
+        "trials": f"{len(names)} models",
+        "stop": "time_limit (best_quality)",
+        "engine": {"auc": engine_auc, "accuracy": None, "f1_argmax": None, "f1_tuned": None, "threshold": None},
+        "holdout_p": [float(v) for v in p],
+        "wall_s": wall,
+        "rss_mb": rss,
+        "timings": {},
+    }
+
+
+WORKERS = {"opml": worker_opml, "flaml": worker_flaml, "autogluon": worker_autogluon}
+
+
+def peer_python(peer: str, peers_python: str | None) -> str | None:
+    """The interpreter that imports the peer's module: this one, else --peers-python; None when neither does."""
+    import importlib.util
+
+    module = PEERS[peer][0]
+    try:
+        if importlib.util.find_spec(module) is not None:
+            return sys.executable
+    except ModuleNotFoundError:
+        pass
+    if not peers_python:
+        return None
+    try:
+        probe = subprocess.run([peers_python, "-c", f"import {module}"], capture_output=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return peers_python if probe.returncode == 0 else None
+
+
+def not_installed(peer: str, peers_python: str | None) -> str:
+    where = f"this Python or {peers_python}" if peers_python else "this Python (and no --peers-python given)"
+    return f"{peer} not installed in {where}; skipped ({PEERS[peer][1]})"
+
+
+def run(system: str, data: Path, budget: float, python: str | None = None, holdout: Path | None = None) -> dict:
+    cmd = [python or sys.executable, str(Path(__file__).resolve()), "--worker", system, "--data", str(data),
+           "--budget", str(budget), *(["--holdout-rows", str(holdout)] if holdout else [])]
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
@@ -180,6 +294,56 @@ def run(system: str, data: Path, budget: float) -> dict:
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["process_s"] = time.monotonic() - started
     return out
+
+
+def compare(systems: list[str], data: Path, budget: float, protocol: str, peers: dict[str, str]) -> list[dict]:
+    """Each system in its own process; under the holdout protocol all are scored here on the same held-out rows."""
+    import tempfile
+
+    if protocol == "cv":
+        return [run(s, data, budget) for s in systems]
+    import pandas as pd
+
+    y = pd.read_csv(data, usecols=[LABEL])[LABEL]
+    rows = holdout_rows(y.to_numpy())
+    y_pos = (y.iloc[rows] == y.value_counts().idxmin()).to_numpy()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="opml-bench-") as tmp:
+        path = Path(tmp) / "holdout_rows.json"
+        path.write_text(json.dumps(rows))
+        for system in [*systems, *peers]:
+            print(f"running {system} ({budget:g} s budget, paired holdout)...", file=sys.stderr, flush=True)
+            results.append(run(system, data, budget, peers.get(system), path))
+    return score_holdout(y_pos, results)
+
+
+def score_holdout(y_pos, results: list[dict]) -> list[dict]:
+    """Each result's held-out probabilities -> its scores ("recv") and its AUC minus the first's ("vs_first")."""
+    import numpy as np
+
+    probs = [np.asarray(out.pop("holdout_p"), dtype=float) for out in results]
+    for out, p in zip(results, probs, strict=True):
+        out["recv"] = _scores(y_pos, p)
+        out["vs_first"] = paired_difference(y_pos, probs[0], p)
+    return results
+
+
+def paired_difference(y_pos, p_ref, p, resamples: int = 1000) -> tuple[float, float, float]:
+    """AUC(p) - AUC(p_ref) on the same rows, with a 95% paired bootstrap interval (rows resampled together)."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    y_pos = np.asarray(y_pos).astype(bool)
+    diff = float(roc_auc_score(y_pos, p) - roc_auc_score(y_pos, p_ref))
+    rng = np.random.default_rng(SEED)
+    draws = []
+    for _ in range(resamples):
+        i = rng.integers(0, len(y_pos), len(y_pos))
+        if y_pos[i].all() or not y_pos[i].any():
+            continue
+        draws.append(roc_auc_score(y_pos[i], p[i]) - roc_auc_score(y_pos[i], p_ref[i]))
+    lo, hi = np.percentile(draws, [2.5, 97.5]) if draws else (diff, diff)
+    return diff, float(lo), float(hi)
 
 
 def run_cli(data: Path, budget: float, *extra: str) -> dict:
@@ -262,9 +426,18 @@ def _fmt(v, spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def report(results: list[dict], budget: float, data: Path) -> None:
+def report(results: list[dict], budget: float, data: Path, protocol: str = "cv", holdout: int = 0) -> None:
     print(f"AutoML quality benchmark: {data.name}, budget {budget:g} s, {os.cpu_count()} cores, "
           f"{FOLDS}-fold StratifiedKFold(shuffle=True, random_state={SEED})")
+    if protocol == "holdout":
+        print(f"Protocol: paired holdout. Each system ran once on the rows outside fold 0 and was scored on fold 0's "
+              f"{holdout:,} rows, the same for all (threshold tuned on those rows, the same way for all; the AUC "
+              "difference's interval from 1,000 paired bootstrap resamples of those rows); engine-reported: each "
+              "system's own CV estimate on its training rows")
+        scored = "paired holdout AUC (fold 0)"
+    else:
+        print("Protocol: each final model refit on the 5 folds, pooled out-of-fold scores")
+        scored = "final model 5-fold CV AUC_weighted"
     width = 36
     names = [r["system"] for r in results]
     print(f"{'':<{width}}" + "".join(f"{n:<30}" for n in names))
@@ -273,7 +446,9 @@ def report(results: list[dict], budget: float, data: Path) -> None:
         ("trials (FLAML: config_history size)", lambda r: r["trials"]),
         ("stopped by", lambda r: r["stop"][:28]),
         ("engine-reported AUC_weighted", lambda r: _fmt(r["engine"]["auc"])),
-        ("final model 5-fold CV AUC_weighted", lambda r: _fmt(r["recv"]["auc"])),
+        (scored, lambda r: _fmt(r["recv"]["auc"])),
+        *([(f"  minus {results[0]['system']}'s, 95% CI", lambda r: "{:+.4f} [{:+.4f}, {:+.4f}]".format(*r["vs_first"]))]
+          if protocol == "holdout" else []),
         ("  accuracy (argmax)", lambda r: _fmt(r["recv"]["accuracy"])),
         ("  minority F1 at argmax", lambda r: _fmt(r["recv"]["f1_argmax"])),
         ("  minority F1 at tuned threshold",
@@ -287,20 +462,22 @@ def report(results: list[dict], budget: float, data: Path) -> None:
         print(f"{label:<{width}}" + "".join(f"{get(r):<30}" for r in results))
     for r in results:
         if r["members"] != "-":
-            print(f"{r['system']} ensemble members: {r['members']}")
+            print(f"{r['system']} {'models' if r['system'].startswith('AutoGluon') else 'ensemble members'}: "
+                  f"{r['members']}")
         if r["timings"]:
             print(f"{r['system']} timings (s): " + ", ".join(f"{k}={v:.1f}" for k, v in r["timings"].items()))
     mine = next((r for r in results if r["system"] == "opml"), None)
     if mine:
         checks = [
-            ("5-fold CV AUC_weighted >= 0.951", min(mine["recv"]["auc"], mine["engine"]["auc"]) >= 0.951),
+            (f"{'holdout' if protocol == 'holdout' else '5-fold CV'} AUC_weighted >= 0.951",
+             min(mine["recv"]["auc"], mine["engine"]["auc"]) >= 0.951),
             (f"wall <= {budget * 1.1:g} s", mine["wall_s"] <= budget * 1.1),
             ("peak RSS < 2048 MB", mine["rss_mb"] < 2048),
         ]
         print("opml targets: " + "; ".join(f"{name}: {'PASS' if ok else 'FAIL'}" for name, ok in checks))
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=120.0)
     parser.add_argument("--data", type=Path, help="default: $OPML_TEST_DATA, ../shared/data/, else downloaded once")
@@ -311,8 +488,19 @@ def main() -> None:
                         help="outer evaluation of the selection rules, e.g. 5x2 (benchmarks/outer_eval.py)")
     parser.add_argument("--sample", type=int, help="--outer: a stratified sample of this many rows (smoke runs)")
     parser.add_argument("--outer-json", type=Path, help="--outer: also write the per-split results here")
-    parser.add_argument("--worker", choices=["opml", "flaml"], help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--peers", type=lambda v: names(v, PEERS, "peer"), default=[],
+                        help="also run these peers (comma-separated): " + ",".join(PEERS))
+    parser.add_argument("--peers-python", help="a Python (another venv) for the peers this one lacks (autogluon)")
+    parser.add_argument("--protocol", choices=["cv", "holdout"],
+                        help="cv: refit each final model on the 5 folds (default without --peers); holdout: one run "
+                             "each on 4/5 of the rows, all scored on the same fifth (default with --peers)")
+    parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--holdout-rows", type=Path, help=argparse.SUPPRESS)
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.data is None:
         from opml.data.reference import reference_csv
         from opml.errors import OpmlError
@@ -325,7 +513,7 @@ def main() -> None:
         raise SystemExit(f"dataset not found at {args.data}; pass --data PATH")
     if args.worker:
         sys.path.insert(0, str(REPO))
-        out = worker_opml(args.data, args.budget) if args.worker == "opml" else worker_flaml(args.data, args.budget)
+        out = WORKERS[args.worker](args.data, args.budget, args.holdout_rows)
         print(json.dumps(out, default=float))
         return
     if args.outer:
@@ -340,13 +528,29 @@ def main() -> None:
     if args.leakage:
         leakage(args.data, args.budget)
         return
-    systems = [args.only] if args.only else ["opml", "flaml", "cli"]
+    protocol = args.protocol or ("holdout" if args.peers else "cv")
+    systems = [args.only] if args.only else ["opml", "flaml"] + (["cli"] if protocol == "cv" else [])
+    peers: dict[str, str] = {}
+    for peer in args.peers:
+        python = peer_python(peer, args.peers_python)
+        if python is None:
+            print(not_installed(peer, args.peers_python), flush=True)
+        elif protocol == "cv":
+            print(f"{peer} skipped: it runs on the paired holdout only (--protocol holdout)", flush=True)
+        else:
+            peers[peer] = python
     results = []
-    for system in (s for s in systems if s != "cli"):
-        print(f"running {system} ({args.budget:g} s budget)...", file=sys.stderr, flush=True)
-        results.append(run(system, args.data, args.budget))
+    if protocol == "cv":
+        for system in (s for s in systems if s != "cli"):
+            print(f"running {system} ({args.budget:g} s budget)...", file=sys.stderr, flush=True)
+            results.extend(compare([system], args.data, args.budget, protocol, {}))
+    else:
+        results = compare([s for s in systems if s != "cli"], args.data, args.budget, protocol, peers)
     if results:
-        report(results, args.budget, args.data)
+        import pandas as pd
+
+        n_holdout = len(holdout_rows(pd.read_csv(args.data, usecols=[LABEL])[LABEL].to_numpy()))
+        report(results, args.budget, args.data, protocol, n_holdout if protocol == "holdout" else 0)
     if "cli" in systems:
         print(f"running `opml train` ({args.budget:g} s budget)...", file=sys.stderr, flush=True)
         cli = run_cli(args.data, args.budget)

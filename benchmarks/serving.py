@@ -42,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peers import launch
+from peers.names import names
 
 from opml.automl.selection import RULES
 
@@ -76,15 +77,6 @@ def ab(url: str, body: bytes, n: int, key: str | None = None) -> dict:
         return run([cmd[0], "-r", *cmd[1:]])
     finally:
         os.unlink(fh.name)
-
-
-def names(value: str, known: dict) -> list[str]:
-    """A comma-separated list of names from `known` (argparse type)."""
-    out = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [v for v in out if v not in known]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown: {', '.join(unknown)} (choose from {', '.join(known)})")
-    return out
 
 
 def main() -> None:
