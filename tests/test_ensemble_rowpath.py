@@ -121,6 +121,47 @@ def test_stack_one_row_matches_the_model(stack, data):
     _single_rows(stack, data)
 
 
+@pytest.fixture(scope="module")
+def single(data):
+    return _fit(CandidatePipeline("LightGBM", LGBM, scaler="MaxAbsScaler", n_jobs=1), data)
+
+
+@pytest.mark.parametrize("which", ["single", "voting", "stack"])
+def test_one_row_from_the_reader_is_featurized_in_c(which, request, data, monkeypatch):
+    """The C reader's one-row matrix: every featurizer with the C form writes its row straight into the row
+    kernel's buffer (the Normalizer-scaled member packs its row path's floats); each member's probabilities
+    are the Python row path's doubles, for plain rows, missing values and unseen categories alike."""
+    model = request.getfixturevalue(which)
+    _, _, full = data
+    scorer, columns = _scorer(model)
+    rows = scorer._rows
+    assert rows is not None and rows.c_featurizes, scorer.inference
+    with_c = [f for f in rows._featurizers if f.c is not None and f._c_scale is None]
+    assert with_c and (which == "single") == (len(with_c) == len(rows._featurizers))
+    cols = _cols(full, columns)
+    records = [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
+    index = scorer._index
+    from_c = []
+    for record in records:
+        M = scorer.read_json(orjson.dumps({"data": [record]})).matrix
+        got = rows.matrix_probabilities(M, index)
+        assert got is not None
+        assert got == rows.probabilities({id(b): b.from_matrix(M, index) for b in scorer._blocks}), record
+        from_c.append(scorer.predict_batch(scorer.read_json(orjson.dumps({"data": [record]}))))
+
+    def python_row_path(blocks):  # the scorer must not take it for the reader's one-row matrix
+        raise AssertionError("the Python row path featurized a reader's row")
+
+    monkeypatch.setattr(rows, "probabilities", python_row_path)
+    for record, want in zip(records, from_c, strict=True):
+        got = scorer.predict_batch(scorer.read_json(orjson.dumps({"data": [record]})))
+        assert np.array_equal(got, want)
+    monkeypatch.undo()
+    monkeypatch.setattr(rows, "_c_offsets", [])  # without the C form: the Python row path, the same doubles
+    for record, want in zip(records, from_c, strict=True):
+        assert np.array_equal(scorer.predict_batch(scorer.read_json(orjson.dumps({"data": [record]}))), want)
+
+
 @pytest.mark.parametrize("n", [2, 3, 7, 13, 40])
 def test_several_rows_keep_the_array_path(voting, stack, data, n):
     _, _, full = data

@@ -134,14 +134,7 @@ class CFeaturizer:
         self._rows: tuple[int, int, int, tuple[np.ndarray, np.ndarray]] | None = None
 
     def __call__(self, M: np.ndarray, index: Mapping[str, int]) -> np.ndarray:
-        if index is not self._index:  # the reader's index: the same dict on every request
-            numeric, categorical = self._names
-            num, cat = _array([index[c] for c in numeric], np.int32), _array([index[c] for c in categorical],
-                                                                              np.int32)
-            top = max([-1, *num.tolist()[: len(numeric)], *cat.tolist()[: len(categorical)]])
-            self._rows = (num.ctypes.data, cat.ctypes.data, top, (num, cat))
-            self._index = index
-        num_ptr, cat_ptr, top, _ = self._rows  # type: ignore[misc]
+        num_ptr, cat_ptr, top = self.columns(index)
         if M.ndim != 2 or top >= M.shape[0]:
             raise ValueError(f"a record matrix of shape {M.shape} lacks the featurizer's columns")
         if M.dtype != np.float64 or M.strides[1] != 8 or M.strides[0] % 8:
@@ -150,3 +143,20 @@ class CFeaturizer:
         Z = np.empty((n, self.width))
         self._fn(self._ptr, M.ctypes.data, M.strides[0] // 8, n, num_ptr, cat_ptr, Z.ctypes.data)
         return Z
+
+    def columns(self, index: Mapping[str, int]) -> tuple[int, int, int]:
+        """(numeric rows, categorical rows, highest row) of the matrix under `index`: the C's row arrays (kept
+        while `index` is the one last seen: the reader's index, the same dict on every request)."""
+        if index is not self._index:
+            numeric, categorical = self._names
+            num, cat = _array([index[c] for c in numeric], np.int32), _array([index[c] for c in categorical],
+                                                                              np.int32)
+            top = max([-1, *num.tolist()[: len(numeric)], *cat.tolist()[: len(categorical)]])
+            self._rows = (num.ctypes.data, cat.ctypes.data, top, (num, cat))
+            self._index = index
+        return self._rows[:3]  # type: ignore[index]
+
+    def call(self) -> tuple[Any, int]:
+        """(opml_featurize, this featurizer's spec pointer): for a caller that writes one row straight into its
+        own buffer: fn(spec, M, M's row stride in doubles, 1, *columns(index)[:2], out)."""
+        return self._fn, self._ptr

@@ -708,12 +708,18 @@ class CompiledScorer(ABC):
     def _one_row(self, matrix: np.ndarray | None, cols: dict[str, Sequence[Any]] | None) -> np.ndarray:
         """Probabilities (1 x classes) of one row, from the C reader's matrix or the Python reader's columns,
         through the row path (no numpy step per member)."""
+        rows = self._rows
+        probs = None
         if matrix is not None:
             index = self._index
-            blocks = {id(b): b.from_matrix(matrix, index) for b in self._blocks}
+            probs = rows.matrix_probabilities(matrix, index)  # type: ignore[union-attr]  # featurized in C
+            if probs is None:
+                probs = rows.probabilities({id(b): b.from_matrix(matrix, index)  # type: ignore[union-attr]
+                                            for b in self._blocks})
         else:
-            blocks = {id(b): b.compute(cols, 1) for b in self._blocks}  # type: ignore[arg-type]
-        proba = np.array([self.combine_row(self._rows.probabilities(blocks))])  # type: ignore[union-attr]
+            probs = rows.probabilities({id(b): b.compute(cols, 1)  # type: ignore[union-attr,arg-type]
+                                        for b in self._blocks})
+        proba = np.array([self.combine_row(probs)])
         return calibrated(proba, self._calibration, self._pos)
 
     def labels(self, proba: np.ndarray) -> list[str]:

@@ -5,7 +5,9 @@ handful of numpy calls of a microsecond or more each on a 1-row array. `RowPath`
 feature blocks' row-path lists and
 
 1. featurizes it once per distinct featurizer (members fitted to the same state with equal scalers share a
-   row), in plain Python floats with the float64 operations of the array path (CompiledFeaturizer.row);
+   row), in plain Python floats with the float64 operations of the array path (CompiledFeaturizer.row); a row
+   from the C record reader (`matrix_probabilities`) is written instead by the C featurizer (cfeaturize, the
+   same doubles) straight into the buffer the kernels read, no Python float per value;
 2. packs those rows into one buffer and walks every member's trees in ONE C call (csrc/rowpath.c, built in
    one unit with treekernel.c and catboost.c: the members' own tables and walkers, so the same margins);
 3. turns margins into class probabilities with the array path's operations: one numpy exp over all
@@ -92,6 +94,7 @@ class RowPath:
             kernel = getattr(m.predict, "kernel", None)
             self._members.append((keys[key], m, kernel if isinstance(kernel, RowKernel) else None))
         self._plan(self._members)
+        self._plan_c()
 
     def _plan(self, members: list[tuple[int, Any, RowKernel | None]]) -> None:
         """The C call's member table, row buffer layout and initial margins; the links' member lists."""
@@ -134,12 +137,78 @@ class RowPath:
         self._init = self._out.pack(*init)
         self._out_type = ctypes.c_char * self._out.size
 
+    def _plan_c(self) -> None:
+        """The C featurizer's layout: every featurizer's row at its offset in one buffer (the kernels' rows
+        first, as the row kernel reads them), when at least one featurizer writes its row in C (one with a
+        row-wise scaler, or without the C form, packs its row path's floats there)."""
+        self._c_state: tuple[Any, list[tuple[Any, int, int, int, int]], list[tuple[int, int]], int] | None = None
+        self._c_offsets: list[tuple[int, int]] = []  # (featurizer, offset in doubles)
+        if not any(f.c is not None and f._c_scale is None for f in self._featurizers):
+            return
+        at = 0
+        for r in [*self._x_rows, *(r for r in range(len(self._featurizers)) if r not in self._x_rows)]:
+            self._c_offsets.append((r, at))
+            at += self._featurizers[r].width
+        self._c_offset = dict(self._c_offsets)
+        self._c_buffer = ctypes.c_double * max(1, at)
+
+    @property
+    def c_featurizes(self) -> bool:
+        """True when matrix_probabilities featurizes a reader's row in C (some featurizer has the C form)."""
+        return bool(self._c_offsets)
+
+    def matrix_probabilities(self, M: np.ndarray, index: dict[str, int]) -> list[list[float]] | None:
+        """probabilities() of the record reader's one-row matrix M (columns x 1, rows named by `index`), each
+        featurizer's row written by the C featurizer straight into the buffer the row kernel reads (the same
+        doubles as the row path's floats); None without that C form (the caller then takes probabilities())."""
+        if not self._c_offsets:
+            return None
+        state = self._c_state
+        if state is None or state[0] is not index:  # the reader's index: the same dict on every request
+            calls, python, top = [], [], -1
+            for r, at in self._c_offsets:
+                f = self._featurizers[r]
+                if f.c is None or f._c_scale is not None:
+                    python.append((r, at))
+                    continue
+                num, cat, highest = f.c.columns(index)
+                fn, spec = f.c.call()
+                calls.append((fn, spec, num, cat, at * 8))
+                top = max(top, highest)
+            state = self._c_state = (index, calls, python, top)
+        _, calls, python, top = state
+        if M.ndim != 2 or M.shape[1] != 1 or top >= M.shape[0] or M.dtype != np.float64 or M.strides[0] % 8:
+            return None
+        buf = self._c_buffer()
+        addr = ctypes.addressof(buf)
+        m, stride = M.ctypes.data, M.strides[0] // 8
+        for fn, spec, num, cat, at in calls:
+            fn(spec, m, stride, 1, num, cat, addr + at)
+        if python:  # featurizers without the C form: the row path's floats, packed into their place
+            blocks: dict[int, Any] = {}
+            for r, at in python:
+                f = self._featurizers[r]
+                if id(f.block) not in blocks:
+                    blocks[id(f.block)] = f.block.from_matrix(M, index)
+                struct.pack_into(f"{f.width}d", buf, at * 8, *self._row(f, blocks))
+
+        def row(r: int) -> np.ndarray:
+            width = self._featurizers[r].width
+            return np.frombuffer(buf, np.float64, width, self._c_offset[r] * 8).reshape(1, width)
+
+        return self._score(addr, row)
+
     def probabilities(self, blocks: dict[int, Any]) -> list[list[float]]:
         rows = [self._row(f, blocks) for f in self._featurizers]
+        x = self._x.pack(*chain.from_iterable(rows[r] for r in self._x_rows)) if self._fn is not None else None
+        return self._score(x, lambda r: np.array([rows[r]], dtype=np.float64))
+
+    def _score(self, x: Any, row: Callable[[int], np.ndarray]) -> list[list[float]]:
+        """Each member's probabilities from the kernels' rows `x` (bytes or an address) and, for a member on its
+        own predict, row(featurizer) as a 1-row array."""
         probs: list[Any] = [None] * self._n
         if self._fn is not None:
             out = self._out_type.from_buffer_copy(self._init)
-            x = self._x.pack(*chain.from_iterable(rows[r] for r in self._x_rows))
             self._fn(self._table_ptr, self._n_entries, x, out)
             m = self._out.unpack(out)
             if self._sigmoid:  # LightGBM / CatBoost: 1 / (1 + exp(-m)) with numpy's exp, as the array path
@@ -164,8 +233,8 @@ class RowPath:
                     scale = kernel.forest.scale
                     margins = [v * scale + b for v, b in zip(margins, kernel.forest.bias.tolist(), strict=True)]
                 probs[i] = kernel.link(np.array([margins], dtype=np.float64))[0].tolist()
-        for i, row, member in self._library:
-            probs[i] = member.predict(np.array([rows[row]], dtype=np.float64))[0].tolist()
+        for i, r, member in self._library:
+            probs[i] = member.predict(row(r))[0].tolist()
         return probs
 
     @staticmethod
