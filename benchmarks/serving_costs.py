@@ -37,6 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 NAME = "costs"
 HZ = os.sysconf("SC_CLK_TCK")
+# py-spy on PATH, else beside this interpreter (a venv run without activating it)
+PY_SPY = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
 
 # ---------------------------------------------------------------------------------------------- attribution
 # A sample is attributed to the first stage whose rule matches, scanning its frames from the innermost out.
@@ -285,7 +287,7 @@ def measure(ep: Endpoint, body_file: Path, n: int, spy: Path | None, rate: int) 
         for pid in pids:
             out = spy.with_name(f"{spy.name}.{pid}.txt")
             spies.append((out, subprocess.Popen(
-                ["py-spy", "record", "--native", "--full-filenames", "--format", "raw", "-r", str(rate), "-o",
+                [PY_SPY, "record", "--native", "--full-filenames", "--format", "raw", "-r", str(rate), "-o",
                  str(out), "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
         time.sleep(1.5)  # attached
     cpu0 = cpu_seconds(pids)
@@ -493,7 +495,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.workspace is None:
         raise SystemExit("--workspace (or $OPML_WORKSPACE) is required")
-    if shutil.which("ab") is None or (not args.ab_only and shutil.which("py-spy") is None):
+    if shutil.which("ab") is None or (not args.ab_only and PY_SPY is None):
         raise SystemExit("needs ab (apache2-utils) and py-spy (pip install py-spy)")
     sys.path.insert(0, str(args.code))
     import csv
