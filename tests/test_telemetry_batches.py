@@ -16,7 +16,7 @@ import requests
 import uvloop
 
 from opml.serving.telemetry import AT_ONCE, MAX_SAMPLED_ROWS, JsonLines, Telemetry, telemetry_log, write_control
-from tests.conftest import sampled_project
+from tests.conftest import Cli, sampled_project
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -166,3 +166,10 @@ def test_a_graceful_stop_writes_the_waiting_lines(endpoint):
         time.sleep(0.01)
     assert [e["request_id"] for e in lines(log) if e["request_id"].startswith("quick-")] == ids
     assert time.monotonic() - sent < 2.0
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "inf"])
+def test_a_bad_flush_interval_is_refused_by_deploy_in_one_line(workspace, cli: Cli, value):
+    """Checked before the model is looked up or any process starts: the model named here does not exist."""
+    line = cli.fails("deploy", "--model", "ghost:1", env={"OPML_TELEMETRY_FLUSH_S": value})
+    assert "OPML_TELEMETRY_FLUSH_S must be a number of seconds >= 0" in line and repr(value) in line

@@ -102,6 +102,7 @@ def deploy(ws: Workspace, model_ref: str, cfg: DeployConfig, name: str | None = 
     from opml.training.models import get_model
 
     name = check_name(cfg.name if name is None else name, "endpoint")
+    telemetry.flush_interval()  # a bad OPML_TELEMETRY_FLUSH_S fails here, in one line, not in the workers
     model = get_model(ws, model_ref)  # fail fast on an unknown model
     with _locked(ws, name):
         old = find(ws, name)

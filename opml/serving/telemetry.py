@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from opml.errors import OpmlError
 from opml.files import atomic_write
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -43,12 +44,18 @@ CHECK_EVERY = 64  # lines between two checks for rotation
 
 
 def flush_interval() -> float:
-    """FLUSH_S, or OPML_TELEMETRY_FLUSH_S when that is a number of seconds >= 0."""
-    try:
-        value = float(os.environ.get("OPML_TELEMETRY_FLUSH_S", FLUSH_S))
-    except ValueError:
+    """FLUSH_S, or OPML_TELEMETRY_FLUSH_S; OpmlError when that is not a finite number of seconds >= 0."""
+    raw = os.environ.get("OPML_TELEMETRY_FLUSH_S", "").strip()
+    if not raw:
         return FLUSH_S
-    return value if 0 <= value < math.inf else FLUSH_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise OpmlError(f"OPML_TELEMETRY_FLUSH_S must be a number of seconds >= 0 (got {raw!r})",
+                        "set it to e.g. 0.1, or unset it")
+    return value
 
 
 def control_file(root: Path, name: str) -> Path:
