@@ -162,6 +162,7 @@ def test_voting_and_stack_parity(data):
     assert type(scorer) is VotingScorer
     assert "VotingEnsemble of 4" in scorer.inference
     assert "1 shared feature block" in scorer.inference  # one featurization per request for all members
+    assert "features: C;" in scorer.inference  # the C featurizer serves, and the inference line says so
     stack_members = [CandidatePipeline("LightGBM", LGBM, scaler="MaxAbsScaler", n_jobs=1),
                      CandidatePipeline("LogisticRegression", LR, scaler="StandardScalerWrapper", n_jobs=1),
                      CandidatePipeline("RandomForest", FOREST, scaler="MaxAbsScaler", n_jobs=1)]

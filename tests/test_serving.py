@@ -502,6 +502,7 @@ def test_a_restarted_worker_on_the_library_path_scores_like_the_model(deployed, 
     ep = _deploy_two_workers(proj, name)
     shown = _show(proj, name)
     assert "models: kernel" not in shown["inference"] and "no C compiler" in shown["inference"], shown["inference"]
+    assert "features: numpy (" in shown["inference"], shown["inference"]  # the C featurizer is off too, and says so
     victim, survivor = shown["workers"]["pids"]
     os.kill(victim, signal.SIGKILL)
     new, _, serving = _replaced(proj, name, ep["pid"], {victim, survivor})

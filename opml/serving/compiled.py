@@ -658,9 +658,11 @@ class CompiledScorer(ABC):
         except CannotCompile:  # the C row kernel cannot be built: one row takes the array path
             self._rows = None
         batches = "C record reader" if self._reader is not None else f"Python record reader ({why})"
+        c_off = next((b.c_why for b in self._blocks if b.c_spec is None), None)
+        features = "C" if c_off is None else f"numpy ({c_off})"
         calibration = f"; calibration: {self._calibration['method']}" if self._calibration else ""
         self.inference = (f"compiled ({what}; models: {', '.join(engines)}; {len(blocks)} shared feature block(s); "
-                          f"batches: {batches}{calibration})")
+                          f"features: {features}; batches: {batches}{calibration})")
 
     @abstractmethod
     def _compile(self, inner: Any, blocks: Blocks, trees: bool) -> tuple[list[CompiledPipeline], str]:
