@@ -98,7 +98,8 @@ def main() -> None:
     ap.add_argument("--mlflow-n", type=int, default=1_000, help="requests for mlflow models serve (0: skip it)")
     ap.add_argument("--workers", type=int, help="worker processes of every server (default: configs/deploy.yaml's)")
     args = ap.parse_args()
-    args.stacks = [s for s in dict.fromkeys(args.stacks) if s != "uvicorn"]  # uvicorn (opml's stack) always runs
+    # the do-nothing app on opml's stack runs always, through ASGI (uvicorn) and as a direct route (direct)
+    args.stacks = [s for s in dict.fromkeys(args.stacks) if s not in ("uvicorn", "direct")]
 
     import pandas as pd
 
@@ -163,7 +164,7 @@ def main() -> None:
             return lambda: set_telemetry(ws, name, on)
 
         # ---- the do-nothing app on opml's stack, then the other stacks ---------------------------------
-        for stack in ["uvicorn", *args.stacks]:
+        for stack in dict.fromkeys(["uvicorn", "direct", *args.stacks]):
             module, how = launch.STACKS[stack]
             if not launch.installed(module):
                 print(f"{stack} not installed ({how})")
@@ -200,11 +201,12 @@ def main() -> None:
             rows.append(Row(label, server, target, body, n, rows_per_request, **kw))
 
         add("opml", "opml", one, args.n, key=key)
-        if "uvicorn" in servers:
-            add(servers["uvicorn"].label, "uvicorn", one, args.n)
+        for stack in ("uvicorn", "direct"):
+            if stack in servers:
+                add(servers[stack].label, stack, one, args.n)
         add("opml, telemetry on", "opml", one, args.n, key=key, before=telemetry(True), after=telemetry(False))
         for stack in args.stacks:
-            if stack in servers:
+            if stack in servers and stack not in ("uvicorn", "direct"):
                 add(servers[stack].label, stack, one, args.n)
         for peer in args.peers:
             if peer in servers:
@@ -212,8 +214,9 @@ def main() -> None:
         if "mlflow" in servers:
             add("mlflow models serve", "mlflow", servers["mlflow"].body, args.mlflow_n)
         add("opml", "opml", hundred, n100, 100, key=key)
-        if "uvicorn" in servers:
-            add(servers["uvicorn"].label, "uvicorn", hundred, n100, 100)
+        for stack in ("uvicorn", "direct"):
+            if stack in servers:
+                add(servers[stack].label, stack, hundred, n100, 100)
         for peer in args.peers:
             if peer in servers:
                 add(peer, peer, hundred, args.peer_n, 100)
@@ -288,6 +291,7 @@ def report(rows: list[Row], mem: dict[str, dict], args: argparse.Namespace,
     """The side-by-side table (medians), the ratios, memory per worker and the issue's targets."""
     s = {(row.label, row.rows): summary(row) for row in rows if row.runs}
     noop_label = servers["uvicorn"].label if "uvicorn" in servers else None
+    direct_label = servers["direct"].label if "direct" in servers else None
 
     def rps(label: str | None, nrows: int) -> float | None:
         got = s.get((label, nrows)) if label else None
@@ -307,7 +311,7 @@ def report(rows: list[Row], mem: dict[str, dict], args: argparse.Namespace,
               f"{r['rps']:>8.0f}{r['rps'] * row.rows:>9.0f}{r['p50']:>7.0f}{r['p99']:>7.0f}{r['failed']:>7}"
               f"{r['non2xx']:>8}{_ratio(r['rps'], noop):>8}{_ratio(opml, r['rps']):>8}  "
               + "/".join(f"{v:.0f}" for v in r["by_round"]))
-    print("x noop: req/s over the do-nothing app's (opml stack, same body); opml/x: opml's req/s over this "
+    print("x noop: req/s over the do-nothing ASGI app's (opml stack, same body); opml/x: opml's req/s over this "
           "row's (same body).\nab reports whole milliseconds: p99 '0'/'1' means under 1/2 ms.")
 
     print(f"\n{'memory (MB)':<26}{'procs':>6}{'workers':>8}{'RSS/worker':>11}{'USS/worker':>11}{'USS total':>10}")
@@ -330,6 +334,12 @@ def report(rows: list[Row], mem: dict[str, dict], args: argparse.Namespace,
         print(f"  100 rows: opml/do-nothing {_ratio(hundred['rps'], noop100)} (>= 0.50; by round "
               f"{_by_round(hundred, s.get((noop_label, 100)))}); "
               f"{hundred['rps'] * 100:,.0f} rows/s (>= 200,000); p99 {hundred['p99']:.0f} ms (<= 15)")
+        if direct_label and (direct_label, 1) in s:
+            print(f"  against the do-nothing app as a direct route too (the floor of opml's stack without ASGI): "
+                  f"1 row {_ratio(one['rps'], rps(direct_label, 1))} (by round "
+                  f"{_by_round(one, s.get((direct_label, 1)))}), "
+                  f"100 rows {_ratio(hundred['rps'], rps(direct_label, 100))} "
+                  f"(by round {_by_round(hundred, s.get((direct_label, 100)))})")
     if one and tel:
         print(f"  telemetry on: {100 * (1 - tel['rps'] / one['rps']):.1f}% fewer req/s (<= 5%; opml with/without by "
               f"round {_by_round(tel, one)})")

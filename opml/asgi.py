@@ -162,9 +162,11 @@ def uvicorn_server(app: Any, *, limits: Limits = LIMITS, on_started: Callable[[]
     import uvicorn
 
     # the protocol checks limits.concurrency itself (uvicorn's limit_concurrency answers plain text)
+    # proxy_headers off: a client's X-Forwarded-For is not trusted, so the client logged is the TCP peer on
+    # every path, direct routes included
     settings = {"loop": "uvloop", "http": protocol_class(limits), "ws": "none", "lifespan": "off",
-                "access_log": False, "log_level": "info", "timeout_keep_alive": limits.keep_alive,
-                "backlog": limits.backlog, "log_config": LOG_CONFIG} | options
+                "proxy_headers": False, "access_log": False, "log_level": "info",
+                "timeout_keep_alive": limits.keep_alive, "backlog": limits.backlog, "log_config": LOG_CONFIG} | options
     server = uvicorn.Server(uvicorn.Config(app, **settings))
     if on_started is not None:
         startup = server.startup
@@ -180,11 +182,22 @@ def uvicorn_server(app: Any, *, limits: Limits = LIMITS, on_started: Callable[[]
 
 @functools.cache
 def protocol_class(limits: Limits = LIMITS) -> type:
-    """uvicorn's httptools protocol with `limits` enforced: head size, header count, read timeouts, concurrency.
+    """uvicorn's httptools protocol with `limits` enforced: head size, header count, read timeouts, concurrency;
+    and the app's direct routes.
 
     A refusal is a JSON reply with `connection: close` (408, 431, 503 with Retry-After), then the connection
     closes. The checks cost a few attribute operations per request: read deadlines are plain numbers, checked
     by one sweep per server process every SWEEP_S seconds, not a timer per request.
+
+    Direct routes: an app may map exact request targets to plain functions in `app.direct_routes` (with
+    `app.direct_max_bytes`). A POST to one of them, with a Content-Length of at most that and
+    limits.drain_bytes, no Expect: 100-continue and no request ahead of it still being answered, is not turned
+    into an ASGI cycle: its body is collected as it arrives and `route(headers, body, client)` returns
+    (status, body, headers); the reply (uvicorn's date and server headers, content-length, connection: close
+    when the request did not keep the connection) leaves in one write. The ASGI layer costs about as much as a
+    do-nothing app's whole request (a task, a scope, messages, header checks: measured by benchmarks/serving.py's
+    do-nothing rows), so the hot route skips it. Everything else, and any request outside those bounds, goes
+    through the ASGI app as before. A route that raises answers 500 {"error": ...} and closes the connection.
     """
     import httptools
     from uvicorn.logging import TRACE_LOG_LEVEL
@@ -195,6 +208,7 @@ def protocol_class(limits: Limits = LIMITS) -> type:
     base = HttpToolsProtocol
     idle, head, body = 0, 1, 2  # what the connection waits for: a request, the rest of its head, its body
     max_head = limits.max_head_bytes
+    drain_bytes = limits.drain_bytes
     busy = f"server busy: at the limit of {limits.concurrency} open connections; retry shortly"
 
     class Refused(Exception):
@@ -255,6 +269,10 @@ def protocol_class(limits: Limits = LIMITS) -> type:
         deadline = 0.0  # when the current read (a head, a body) times out; 0: not reading
         head_bytes = 0
         tail = b""  # the last bytes of a head read so far (its end may straddle two reads)
+        length: bytes | None = None  # the request's content-length header
+        route: Callable[..., tuple[int, bytes, Headers]] | None = None  # the direct route taking this request
+        chunks: list[bytes]  # its body so far
+        keep = False  # whether its connection stays open after the reply
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             if self.logger.level <= TRACE_LOG_LEVEL:
@@ -301,8 +319,17 @@ def protocol_class(limits: Limits = LIMITS) -> type:
         def on_message_begin(self) -> None:
             base.on_message_begin(self)
             self.phase = head
+            self.length = None
             if not self.deadline:
                 self.deadline = self.loop.time() + limits.head_timeout
+
+        def on_header(self, name: bytes, value: bytes) -> None:  # uvicorn's, noting the content-length
+            name = name.lower()
+            if name == b"content-length":
+                self.length = value
+            elif name == b"expect" and value.lower() == b"100-continue":
+                self.expect_100_continue = True
+            self.headers.append((name, value))
 
         def on_headers_complete(self) -> None:
             if len(self.headers) > limits.max_headers:
@@ -311,14 +338,78 @@ def protocol_class(limits: Limits = LIMITS) -> type:
                 raise Refused(503, busy, b"retry-after: 1\r\n")
             self.phase = body
             self.deadline = self.loop.time() + limits.body_timeout
+            if self._take_direct():
+                return
             base.on_headers_complete(self)
             cycle = self.cycle
             if cycle is not None and cycle.transport is self.transport:
                 cycle.transport = OneWrite(self.transport, cycle.scope["method"] == "HEAD")
 
+        def _take_direct(self) -> bool:
+            """Whether a direct route takes this request (see protocol_class); if so, get ready for its body."""
+            app = self.config.app
+            routes = getattr(app, "direct_routes", None)
+            if not routes or (route := routes.get(self.url)) is None or self.parser.get_method() != b"POST":
+                return False
+            length, cycle = self.length, self.cycle
+            if (length is None or not length.isdigit() or int(length) > min(app.direct_max_bytes, drain_bytes)
+                    or self.expect_100_continue or self.pipeline or self.parser.should_upgrade()
+                    or (cycle is not None and not cycle.response_complete)):
+                return False
+            self.route, self.chunks = route, []
+            self.keep = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+            return True
+
+        def on_body(self, data: bytes) -> None:
+            if self.route is not None:
+                self.chunks.append(data)
+            else:
+                base.on_body(self, data)
+
         def on_message_complete(self) -> None:
             self.phase, self.deadline, self.head_bytes, self.tail = idle, 0.0, 0, b""
-            base.on_message_complete(self)
+            route = self.route
+            if route is None:
+                base.on_message_complete(self)
+                return
+            self.route = None
+            body = b"".join(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
+            self.chunks = []
+            try:
+                status, payload, headers = route(self.headers, body, self.client)
+            except Exception as exc:  # a bug in the route: say so, keep serving
+                self.logger.error("Exception in direct route %s", self.url.decode("latin-1"), exc_info=exc)
+                status, payload, headers = 500, error(f"internal error: {type(exc).__name__}"), JSON
+                self.keep = False
+            self._reply(status, payload, headers)
+
+        def _reply(self, status: int, payload: bytes, headers: Headers) -> None:
+            """Write a direct route's reply in one write; then close the connection or wait for the next request."""
+            transport = self.transport
+            self.server_state.total_requests += 1
+            if transport.is_closing():
+                return
+            content = [STATUS_LINE[status]]
+            for name, value in (*self.server_state.default_headers, *headers):
+                content += (name, b": ", value, b"\r\n")
+                if name == b"connection" and b"close" in value.lower():
+                    self.keep = False
+            content.append(b"content-length: %d\r\n" % len(payload))
+            if not self.keep:
+                content.append(b"connection: close\r\n")
+            content += (b"\r\n", payload)
+            transport.write(b"".join(content))
+            if not self.keep:
+                transport.close()
+            else:  # as uvicorn after a response: the keep-alive timer runs until the next request's data
+                self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
+                                                                    self.timeout_keep_alive_handler)
+
+        def shutdown(self) -> None:
+            if self.route is not None:  # a direct request mid-body: answer it, then close
+                self.keep = False
+            else:
+                base.shutdown(self)
 
         def on_response_complete(self) -> None:
             if self.phase == body and not self.transport.is_closing():
@@ -347,7 +438,7 @@ def protocol_class(limits: Limits = LIMITS) -> type:
             if cycle is not None and not cycle.response_complete:
                 cycle.disconnected = True  # the app's receive() now says http.disconnect; its reply is dropped
                 cycle.message_event.set()
-            self.deadline = 0.0
+            self.deadline, self.route = 0.0, None
             self.transport.close()
 
     LimitedHttpToolsProtocol.limits = limits  # type: ignore[attr-defined]

@@ -44,12 +44,24 @@ class Reply:
 
 
 def call(app, method: str, path: str, body: bytes | list[bytes] = b"", headers: dict[str, str] | None = None,
-         *, length: bool = True) -> Reply:
-    """One request through `app`. A list body arrives in chunks (more_body); `length` sends content-length."""
+         *, length: bool = True, via: str = "auto") -> Reply:
+    """One request through `app`. A list body arrives in chunks (more_body); `length` sends content-length.
+
+    As opml's protocol routes it (opml.asgi.protocol_class), a POST whose whole short body has a content-length
+    goes to the app's direct route when it has one for `path`; `via` "asgi" or "direct" forces a path (a
+    request the protocol would not send to the direct route fails with "direct")."""
     chunks = body if isinstance(body, list) else [body]
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
     if length and not isinstance(body, list):
         raw.append((b"content-length", str(len(body)).encode()))
+    route = getattr(app, "direct_routes", {}).get(path.encode())
+    direct = (route is not None and method == "POST" and length and isinstance(body, bytes)
+              and len(body) <= min(app.direct_max_bytes, 65_536) and b"expect" not in dict(raw))
+    assert via != "direct" or direct, "the protocol would not take this request to a direct route"
+    if direct and via != "asgi":
+        status, reply, reply_headers = route(raw, body, ("127.0.0.1", 50000))
+        assert all(k != b"content-length" for k, _ in reply_headers)  # the protocol adds it
+        return Reply(status, dict(reply_headers), reply, 0)
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "path": path,
              "raw_path": path.encode(), "query_string": b"", "headers": raw, "client": ("127.0.0.1", 50000),
              "server": ("127.0.0.1", 8000), "scheme": "http"}
@@ -70,8 +82,9 @@ def call(app, method: str, path: str, body: bytes | list[bytes] = b"", headers: 
     return Reply(start["status"], reply_headers, body_msg["body"], len(incoming))
 
 
-def post_json(app, path: str, doc, headers: dict[str, str] | None = None) -> Reply:
-    return call(app, "POST", path, orjson.dumps(doc), {"content-type": "application/json"} | (headers or {}))
+def post_json(app, path: str, doc, headers: dict[str, str] | None = None, via: str = "auto") -> Reply:
+    return call(app, "POST", path, orjson.dumps(doc), {"content-type": "application/json"} | (headers or {}),
+                via=via)
 
 
 def test_lifespan_is_answered():
@@ -154,16 +167,21 @@ def auth(keys) -> dict[str, str]:
     return {"authorization": f"Bearer {keys[0]['primary']}"}
 
 
-def test_both_body_forms_score(app, auth):
+VIA = pytest.mark.parametrize("via", ["direct", "asgi"])  # POST /score: as a direct route, and through ASGI
+
+
+@VIA
+def test_both_body_forms_score(app, auth, via):
     rows = [ROW, ROW | {"age": 70}, ROW | {"age": None, "job": None, "euribor3m": None}]
-    r = post_json(app, "/score", {"data": rows}, auth)
+    r = post_json(app, "/score", {"data": rows}, auth, via)
     assert r.status == 200 and r.json() == {"result": ["no", "yes", "no"]}
     assert r.headers[b"content-type"] == b"application/json"
-    r = post_json(app, "/score", {"Inputs": {"data": rows}, "GlobalParameters": {"method": "predict_proba"}}, auth)
+    doc = {"Inputs": {"data": rows}, "GlobalParameters": {"method": "predict_proba"}}
+    r = post_json(app, "/score", doc, auth, via)
     assert r.status == 200 and np.allclose(r.json()["Results"], [[0.59, 0.41], [0.3, 0.7], [1.0, 0.0]])
-    r = post_json(app, "/score", {"Inputs": {"data": rows}, "GlobalParameters": {"method": "predict"}}, auth)
+    r = post_json(app, "/score", {"Inputs": {"data": rows}, "GlobalParameters": {"method": "predict"}}, auth, via)
     assert r.json() == {"Results": ["no", "yes", "no"]}
-    r = post_json(app, "/score", {"Inputs": {"data": rows}}, auth)  # method defaults to predict
+    r = post_json(app, "/score", {"Inputs": {"data": rows}}, auth, via)  # method defaults to predict
     assert r.json() == {"Results": ["no", "yes", "no"]}
 
 
@@ -176,9 +194,10 @@ def test_request_id_is_echoed_or_made(app, auth):
     assert call(app, "GET", "/").headers[b"x-request-id"] != call(app, "GET", "/").headers[b"x-request-id"]
 
 
+@VIA
 @pytest.mark.parametrize("header", [None, "Bearer wrong-key", "Basic dXNlcjpwYXNz", "Bearer", "bearer  "])
-def test_401_missing_or_invalid_key(app, header):
-    r = post_json(app, "/score", {"data": [ROW]}, {"authorization": header} if header else {})
+def test_401_missing_or_invalid_key(app, header, via):
+    r = post_json(app, "/score", {"data": [ROW]}, {"authorization": header} if header else {}, via)
     assert r.status == 401 and r.error == "missing or invalid key: send 'Authorization: Bearer <key>'"
 
 
@@ -190,9 +209,10 @@ def test_both_keys_work_and_a_refused_body_is_drained(app, keys):
     assert r.status == 401 and r.unread == 0  # read to the end: the connection can be kept alive
 
 
-def test_400_malformed_json(app, auth):
+@VIA
+def test_400_malformed_json(app, auth, via):
     for raw in (b'{"data": [', b"", b"\xff\xfe", b'{"data": [1,]}'):
-        r = call(app, "POST", "/score", raw, auth)
+        r = call(app, "POST", "/score", raw, auth, via=via)
         assert r.status == 400 and r.error.startswith("malformed JSON: "), (raw, r.body)
 
 
@@ -225,9 +245,10 @@ SCHEMA = [
 ]
 
 
+@VIA
 @pytest.mark.parametrize(("doc", "status", "message"), SCHEMA, ids=[m for _, _, m in SCHEMA])
-def test_422_schema_problems_are_named(app, auth, doc, status, message):
-    r = post_json(app, "/score", doc, auth)
+def test_422_schema_problems_are_named(app, auth, doc, status, message, via):
+    r = post_json(app, "/score", doc, auth, via)
     assert r.status == status and message in r.error, r.body
 
 
@@ -272,14 +293,15 @@ def test_auth_off_needs_no_key():
     assert "securitySchemes" not in call(app, "GET", "/swagger.json").json()["components"]
 
 
-def test_a_scorer_bug_is_a_500_and_the_app_keeps_serving(keys, auth):
+@VIA
+def test_a_scorer_bug_is_a_500_and_the_app_keeps_serving(keys, auth, via):
     scorer = FakeScorer()
     app = scoring_app(keys[1], scorer)
     scorer.fail = True
-    r = post_json(app, "/score", {"data": [ROW]}, auth)
+    r = post_json(app, "/score", {"data": [ROW]}, auth, via)
     assert r.status == 500 and r.error == "internal error while scoring: ZeroDivisionError: a scorer bug"
     scorer.fail = False
-    assert post_json(app, "/score", {"data": [ROW]}, auth).status == 200
+    assert post_json(app, "/score", {"data": [ROW]}, auth, via).status == 200
 
 
 def test_405_names_the_allowed_methods(app, auth):
@@ -291,11 +313,12 @@ def test_405_names_the_allowed_methods(app, auth):
         assert r.status == 405 and r.headers[b"allow"] == b"GET, HEAD", (method, path)
 
 
-def test_duplicate_authorization_is_400(app, keys):
+@VIA
+def test_duplicate_authorization_is_400(app, keys, via):
     """Issue 11 item 11d: two Authorization headers are refused, not 'the last one wins'."""
     good = f"Bearer {keys[0]['primary']}"
     for first in ("Bearer wrong-key", good):
-        r = post_json(app, "/score", {"data": [ROW]}, {"authorization": first, "Authorization": good})
+        r = post_json(app, "/score", {"data": [ROW]}, {"authorization": first, "Authorization": good}, via)
         assert r.status == 400 and r.error == "send one Authorization header, not 2", r.body
     assert post_json(app, "/score", {"data": [ROW]}, {"authorization": good}).status == 200
 

@@ -24,7 +24,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCH = "pip install 'opml[bench]'"
 # what a stack or peer imports, and how to install it
-STACKS = {"uvicorn": ("uvicorn", "pip install opml"), "starlette": ("starlette", "pip install starlette"),
+STACKS = {"uvicorn": ("uvicorn", "pip install opml"), "direct": ("uvicorn", "pip install opml"),
+          "starlette": ("starlette", "pip install starlette"),
           "granian": ("granian", BENCH), "socketify": ("socketify", "pip install socketify")}
 PEERS = {"bentoml": ("bentoml", BENCH),
          # MLServer pins older starlette, fastapi, protobuf and OpenTelemetry than opml's: a venv of its own
@@ -122,6 +123,9 @@ def stack(name: str, workers: int, logs: Path) -> Server:
     if name == "uvicorn":  # opml's supervisor, uvicorn settings and HTTP protocol: only the app differs
         cmd = [py, str(HERE / "noop_supervised.py"), "--port", str(port), "--workers", str(workers)]
         return start("do-nothing (opml stack)", cmd, url, logs)
+    if name == "direct":  # the same, with POST /score a direct route of opml's protocol, as the endpoint has it
+        cmd = [py, str(HERE / "noop_supervised.py"), "--port", str(port), "--workers", str(workers), "--direct"]
+        return start("do-nothing, direct route", cmd, url, logs)
     if name == "starlette":  # uvicorn's own CLI and settings, as most apps run it
         cmd = [py, "-m", "uvicorn", "starlette_app:app", "--host", "127.0.0.1", "--port", str(port), "--loop",
                "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning", "--workers", str(workers)]

@@ -1,10 +1,11 @@
 """The do-nothing app under opml's own endpoint supervisor and server settings: only the app differs.
 
-    python benchmarks/peers/noop_supervised.py --port PORT --workers N
+    python benchmarks/peers/noop_supervised.py --port PORT --workers N [--direct]
 
 opml.serving.server's Supervisor binds the socket (not listening until a worker serves) and forks the workers;
 each worker runs noop_app.app in opml.asgi.uvicorn_server: uvloop, opml's httptools protocol enforcing LIMITS,
-no access log, no lifespan. Its state file goes to a temporary folder, removed at exit. Stop it with SIGTERM.
+no access log, no lifespan; with --direct, noop_app.direct_app (POST /score as a direct route, as the endpoint
+has it). Its state file goes to a temporary folder, removed at exit. Stop it with SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from noop_app import app
+import noop_app
 
 from opml.asgi import LIMITS, LOG_CONFIG, bind, protocol_class, uvicorn_server
 from opml.serving import server
+
+APP = noop_app.app  # what the workers serve (main() picks it)
 
 
 def serve(args: argparse.Namespace, sock: socket.socket, ready_fd: int, standby: bool = False) -> int:
@@ -37,7 +40,7 @@ def serve(args: argparse.Namespace, sock: socket.socket, ready_fd: int, standby:
     def started() -> None:
         os.write(ready_fd, json.dumps({"pid": pid, "inference": "do-nothing", "load_s": 0.0}).encode() + b"\n")
 
-    uvicorn_server(app, on_started=started).run(sockets=[sock])
+    uvicorn_server(APP, on_started=started).run(sockets=[sock])
     return 0
 
 
@@ -54,7 +57,10 @@ def main() -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--direct", action="store_true", help="answer POST /score as a direct route")
     cli = ap.parse_args()
+    global APP
+    APP = noop_app.direct_app if cli.direct else noop_app.app
     logging.Formatter.converter = time.gmtime
     logging.config.dictConfig(LOG_CONFIG)
     with tempfile.TemporaryDirectory(prefix="opml-noop-") as tmp:

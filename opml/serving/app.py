@@ -4,6 +4,9 @@ Routes: POST /score, GET / (health), GET /swagger.json, GET /metrics. Bad input 
 {"error": "..."} (405 with Allow); an unexpected failure answers 500 and the process keeps serving.
 The key is checked on the headers, before the body is read: a refused request's body is read only
 up to LIMITS.drain_bytes (to keep the connection), a longer one is left unread and the connection closed.
+POST /score with a body of up to LIMITS.drain_bytes is a direct route (opml.asgi): the protocol hands over the
+whole request and writes the reply, with no ASGI task, scope or messages; the checks, replies and
+bookkeeping are the same as through the ASGI app, which answers everything else.
 A plain {"data": [...]} body goes from its bytes straight into the compiled scorer's record matrix (C, no
 Python object per value); any other body, and every problem to name, takes orjson, parse and read. Request
 ids are a per-process prefix and a counter.
@@ -91,6 +94,9 @@ class ScoringApp:
         self.health = orjson.dumps({"status": "Healthy", "model": scorer.model_ref, "classes": scorer.classes,
                                     "inference": scorer.inference, "auth_enabled": keys is not None})
         self._read_json = getattr(scorer, "read_json", None)  # the C reader's body -> batch, when the scorer has it
+        # answered by opml.asgi's protocol without the ASGI layer once the whole (short) body has arrived
+        self.direct_routes = {b"/score": self.score_now}
+        self.direct_max_bytes = max_request_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -99,25 +105,17 @@ class ScoringApp:
         if scope["type"] != "http":
             return
         t0 = time.perf_counter()
-        tel = self.telemetry
-        if tel is not None:
-            tel.refresh()  # re-reads the switch only when its file changed
-            logged = tel.enabled
-            wall = time.time() if logged else 0.0
-        else:
-            logged = False
+        logged, wall = self._logged()
         path, method = scope["path"], scope["method"]
         raw_headers = scope["headers"]
         headers = dict(raw_headers)
-        given = headers.get(b"x-request-id")
-        request_id = given if given and REQUEST_ID.match(given) else _IDS.next()
+        request_id = self._request_id(headers)
         rows, records, kind, extra = 0, None, JSON, NONE
         if path == "/score":
             if method != "POST":
                 status, body, extra = 405, error("use POST /score"), ALLOW_POST
             else:
-                payloads = logged and tel is not None and tel.sample > 0  # sampled payloads need the records
-                status, body, rows, records, extra = await self._score(raw_headers, headers, receive, payloads)
+                status, body, rows, records, extra = await self._score(raw_headers, headers, receive, logged)
         elif method not in ("GET", "HEAD"):
             status, body, extra = 405, error(f"use GET {path}"), ALLOW_GET
         elif path == "/":
@@ -129,39 +127,84 @@ class ScoringApp:
         else:
             status, body = 404, error(f"no route {path}; POST /score, GET /, GET /swagger.json, GET /metrics")
         await respond(send, status, body, [*kind, (b"x-request-id", request_id), *extra])
+        self._done(t0, wall, logged, request_id, method, path, status, rows, scope.get("client"), records)
+
+    def score_now(self, raw_headers: Headers, raw: bytes, client: tuple[str, int] | None) -> tuple[int, bytes, Headers]:
+        """POST /score whose whole body has arrived, answered without the ASGI layer (opml.asgi's direct routes):
+        the same checks, reply and bookkeeping as through __call__; the reply's head and body for the protocol."""
+        t0 = time.perf_counter()
+        logged, wall = self._logged()
+        headers = dict(raw_headers)
+        request_id = self._request_id(headers)
+        refused = self._refused(raw_headers, headers)
+        if refused is None:
+            status, body, rows, records = self._score_body(raw, logged)
+        else:  # the body is short and read (opml.asgi sends only those here): the connection stays open
+            (status, body), rows, records = refused, 0, None
+        self._done(t0, wall, logged, request_id, "POST", "/score", status, rows, client, records)
+        return status, body, [*JSON, (b"x-request-id", request_id)]
+
+    def _logged(self) -> tuple[bool, float]:
+        """Whether telemetry logs this request (the switch re-read when its file changed), and its wall time."""
+        tel = self.telemetry
+        if tel is None:
+            return False, 0.0
+        tel.refresh()
+        return (True, time.time()) if tel.enabled else (False, 0.0)
+
+    def _request_id(self, headers: dict[bytes, bytes]) -> bytes:
+        given = headers.get(b"x-request-id")
+        return given if given and REQUEST_ID.match(given) else _IDS.next()
+
+    def _done(self, t0: float, wall: float, logged: bool, request_id: bytes, method: str, path: str, status: int,
+              rows: int, client: Any, records: Any) -> None:
+        """Count the request, and log it when telemetry is on."""
         elapsed = time.perf_counter() - t0
         self.metrics.observe(path, status, elapsed, rows)
-        if logged and tel is not None:
-            tel.record(request_id=request_id.decode(), method=method, path=path, status=status, latency_s=elapsed,
-                       rows=rows, client=scope.get("client"), started=wall, records=records)
+        if logged:
+            self.telemetry.record(request_id=request_id.decode(), method=method, path=path, status=status,
+                                  latency_s=elapsed, rows=rows, client=client, started=wall, records=records)
 
     def _health(self) -> bytes:
         """The health reply; with the keys file unreadable, Degraded and why (the last good keys stay in force)."""
         keys = self.keys
         if keys is None:
             return self.health
-        keys.check(None)  # re-reads the keys file if it changed, which sets or clears keys.error
+        keys.refresh()  # re-reads the keys file if it changed, which sets or clears keys.error
         if keys.error is None:
             return self.health
         return orjson.dumps(orjson.loads(self.health) | {"status": "Degraded", "keys_error": keys.error})
 
+    def _refused(self, raw_headers: Headers, headers: dict[bytes, bytes]) -> tuple[int, bytes] | None:
+        """The key check, on the headers alone: (status, error body) for a refused request, else None."""
+        if self.keys is None:
+            return None
+        # a repeated header makes the dict shorter than the list: refuse two keys rather than pick one
+        if len(headers) != len(raw_headers) and (n := sum(k == b"authorization" for k, _ in raw_headers)) > 1:
+            return 400, error(f"send one Authorization header, not {n}")
+        if not self.keys.check(headers.get(b"authorization")):
+            return 401, error("missing or invalid key: send 'Authorization: Bearer <key>'")
+        return None
+
     async def _score(self, raw_headers: Headers, headers: dict[bytes, bytes], receive: Receive,
-                     payloads: bool = False) -> tuple[int, bytes, int, Any, Headers]:
-        """Score one request: (status, body, rows, the records when `payloads` asks for them, extra headers)."""
-        if self.keys is not None:
-            # a repeated header makes the dict shorter than the list: refuse two keys rather than pick one
-            if len(headers) != len(raw_headers) and (n := sum(k == b"authorization" for k, _ in raw_headers)) > 1:
-                extra = await _skip_body(headers, receive)
-                return 400, error(f"send one Authorization header, not {n}"), 0, None, extra
-            if not self.keys.check(headers.get(b"authorization")):
-                extra = await _skip_body(headers, receive)
-                return 401, error("missing or invalid key: send 'Authorization: Bearer <key>'"), 0, None, extra
+                     logged: bool) -> tuple[int, bytes, int, Any, Headers]:
+        """Score one request read through ASGI: (status, body, rows, the records telemetry may sample, extra
+        headers)."""
+        refused = self._refused(raw_headers, headers)
+        if refused is not None:
+            extra = await _skip_body(headers, receive)
+            return *refused, 0, None, extra
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return 413, error(f"request body over {self.max_bytes} bytes; send fewer rows per request"), 0, None, CLOSE
         raw = await read_body(receive, self.max_bytes)
         if raw is None:
             return 413, error(f"request body over {self.max_bytes} bytes; send fewer rows per request"), 0, None, CLOSE
+        return *self._score_body(raw, logged), NONE
+
+    def _score_body(self, raw: bytes, logged: bool) -> tuple[int, bytes, int, Any]:
+        """(status, body, rows, records) for a whole body; records only when telemetry may sample payloads."""
+        payloads = logged and self.telemetry.sample > 0  # sampled payloads need the records
         # a plain {"data": [...]} body goes straight into the C reader's matrix; anything else (and a problem
         # to name) takes orjson, parse and read
         batch = None if self._read_json is None or payloads else self._read_json(raw)
@@ -171,12 +214,12 @@ class ScoringApp:
             try:
                 doc = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
-                return 400, error(f"malformed JSON: {exc}"), 0, None, NONE
+                return 400, error(f"malformed JSON: {exc}"), 0, None
             try:
                 req = parse(doc)
                 batch = self.scorer.read(req.records)
             except HTTPError as exc:
-                return exc.status, error(exc.message), 0, None, NONE
+                return exc.status, error(exc.message), 0, None
             records, proba_wanted, v2 = req.records, req.method == "predict_proba", req.v2
         try:
             proba = self.scorer.predict_batch(batch)
@@ -185,8 +228,8 @@ class ScoringApp:
             result: Any = proba.tolist() if proba_wanted else self.scorer.labels(proba)
             body = orjson.dumps({"Results" if v2 else "result": result}, option=orjson.OPT_SERIALIZE_NUMPY)
         except Exception as exc:  # a bug, not bad input: say so and keep serving
-            return 500, error(f"internal error while scoring: {type(exc).__name__}: {exc}"), 0, None, NONE
-        return 200, body, batch.rows if records is None else len(records), records, NONE
+            return 500, error(f"internal error while scoring: {type(exc).__name__}: {exc}"), 0, None
+        return 200, body, batch.rows if records is None else len(records), records
 
 
 async def _skip_body(headers: dict[bytes, bytes], receive: Receive) -> Headers:
