@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from opml.errors import OpmlError, WorkspaceError
 from opml.workspace.secrets import locked, read_secret, write_secret
@@ -86,17 +87,20 @@ class KeyChecker:
 
     A keys file that turns unreadable (half-edited, truncated) does not take the endpoint down: the
     last good keys stay in force, the problem is logged once and kept in `error` until the file is
-    readable again. A missing file means no key is valid.
+    readable again. A missing file means no key is valid. With `watched` (opml.serving.watch), the file is
+    looked at only when it may have changed; without it, on every check.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, watched: Any = None) -> None:
         self.path = path
         self.error: str | None = None
         self._stamp: tuple[int, int, int] | None = None
         self._keys: list[bytes] = []
-        self._refresh()
+        self._watched = watched
+        self.refresh()
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
+        """Re-read the keys file if it changed (its mtime, inode or size): sets or clears `error`."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -120,7 +124,8 @@ class KeyChecker:
         self.error = None
 
     def check(self, authorization: bytes | None) -> bool:
-        self._refresh()
+        if self._watched is None or self._watched.stale():
+            self.refresh()
         if not authorization or authorization[:7].lower() != b"bearer ":
             return False
         given = authorization[7:].strip()

@@ -25,6 +25,7 @@ stops them all gracefully and cleans up. Keys are read from the workspace's secr
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import importlib
 import json
@@ -370,7 +371,8 @@ def serve(args: argparse.Namespace, sock: socket.socket, ready_fd: int, standby:
     from opml.serving.keys import KeyChecker, key_file
     from opml.serving.openapi import build
     from opml.serving.scorer import load_scorer
-    from opml.serving.telemetry import Telemetry
+    from opml.serving.telemetry import Telemetry, control_file
+    from opml.serving.watch import FileWatch
     from opml.workspace.workspace import Workspace
 
     t0 = time.monotonic()
@@ -385,15 +387,18 @@ def serve(args: argparse.Namespace, sock: socket.socket, ready_fd: int, standby:
     if standby and not _promoted(ready_fd, pid, scorer.model_ref, load_s):
         return 0
     # cheap from here (milliseconds): a promoted standby creates its counters file only now
-    keys = None if args.no_auth else KeyChecker(key_file(secrets, args.name))
+    watch = FileWatch()  # the keys file and the telemetry switch, re-read when they change (opml.serving.watch)
+    keys = None if args.no_auth else KeyChecker(key_file(secrets, args.name), watch.watch(key_file(secrets, args.name)))
     url = f"http://{args.host}:{args.port}"
     openapi = json.dumps(build(scorer.model_ref, scorer.columns, scorer.classes, scorer.example,
                                auth_enabled=keys is not None, server_url=url)).encode()
-    telemetry = Telemetry(args.workspace, args.name, scorer.model_ref)
+    telemetry = Telemetry(args.workspace, args.name, scorer.model_ref,
+                          watch.watch(control_file(args.workspace, args.name)))
     app = ScoringApp(scorer, keys=keys, max_request_bytes=args.max_request_bytes, openapi=openapi,
                      telemetry=telemetry, metrics_dir=args.metrics_dir)
 
-    def started() -> None:
+    def started() -> None:  # in the worker's event loop, once it listens
+        watch.attach(asyncio.get_running_loop())
         os.write(ready_fd, json.dumps({"pid": pid, "inference": scorer.inference, "load_s": load_s}).encode() + b"\n")
         log.info("worker %d serving %s (%s, loaded in %.1f s)", pid, scorer.model_ref, scorer.inference, load_s)
 
@@ -401,6 +406,7 @@ def serve(args: argparse.Namespace, sock: socket.socket, ready_fd: int, standby:
     try:
         server.run(sockets=[sock])
     finally:
+        watch.close()
         telemetry.close()
         app.metrics.close()
     return 0

@@ -195,8 +195,9 @@ class JsonLines:
 class Telemetry:
     """One worker's telemetry: the live switch (`refresh`, once a request), its lines (`record`) and OTLP export."""
 
-    def __init__(self, root: Path, name: str, model_ref: str) -> None:
+    def __init__(self, root: Path, name: str, model_ref: str, watched: Any = None) -> None:
         self.control = control_file(root, name)
+        self._watched = watched  # opml.serving.watch.Watched: the switch is looked at only when it may have changed
         self.model = model_ref
         self.log = JsonLines(telemetry_log(root, name), render=self._render)
         self.enabled = False
@@ -209,6 +210,8 @@ class Telemetry:
         self.refresh()
 
     def refresh(self) -> None:
+        if self._watched is not None and not self._watched.stale():
+            return
         try:
             mtime = os.stat(self.control).st_mtime_ns
         except FileNotFoundError:
