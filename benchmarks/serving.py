@@ -97,6 +97,9 @@ def main() -> None:
     ap.add_argument("--peer-n", type=int, default=2_000, help="requests per run for the peers")
     ap.add_argument("--mlflow-n", type=int, default=1_000, help="requests for mlflow models serve (0: skip it)")
     ap.add_argument("--workers", type=int, help="worker processes of every server (default: configs/deploy.yaml's)")
+    ap.add_argument("--telemetry-pairs", type=int, default=0,
+                    help="then this many back-to-back pairs of 1-row runs of opml, telemetry off and on (order "
+                         "alternating): the telemetry cost as the median of the pairs' ratios, and worker CPU")
     args = ap.parse_args()
     # the do-nothing app on opml's stack runs always, through ASGI (uvicorn) and as a direct route (direct)
     args.stacks = [s for s in dict.fromkeys(args.stacks) if s not in ("uvicorn", "direct")]
@@ -149,6 +152,7 @@ def main() -> None:
     servers: dict[str, launch.Server] = {}
     pids: dict[str, int] = {}  # server -> the process whose children are its workers
     rows: list[Row] = []
+    pairs: list[dict] = []
     deployed = False
     try:
         # ---- opml endpoint ------------------------------------------------------------------------
@@ -234,6 +238,8 @@ def main() -> None:
                 finally:
                     if row.after:
                         row.after()
+        if args.telemetry_pairs:
+            pairs = telemetry_pairs(url, one, args.n, key, ep.pid, telemetry, args.telemetry_pairs)
         mem = {label: memory(pid) for label, pid in pids.items()}
     finally:
         for server in servers.values():
@@ -241,8 +247,31 @@ def main() -> None:
         if deployed:
             delete_endpoint(ws, name)
         ws.close()
-    report(rows, mem, args, servers)
+    report(rows, mem, args, servers, pairs)
     tmp.cleanup()
+
+
+def telemetry_pairs(url: str, body: bytes, n: int, key: str, pid: int, switch: Callable[[bool], Callable[[], None]],
+                    count: int) -> list[dict]:
+    """`count` pairs of back-to-back 1-row runs, telemetry off and on (on first in every other pair, so a drift
+    cancels out): req/s and the workers' CPU µs per request (/proc) of each."""
+    pairs = []
+    for i in range(count):
+        print(f"telemetry pair {i + 1}/{count} ...", flush=True)
+        pair = {}
+        for on in ((False, True) if i % 2 == 0 else (True, False)):
+            workers = launch.children(pid)
+            switch(on)()
+            try:
+                cpu0 = launch.cpu_seconds(workers)
+                result = ab(url, body, n, key)
+                cpu = launch.cpu_seconds(workers) - cpu0
+            finally:
+                switch(False)()
+            pair["on" if on else "off"] = {"rps": result["requests_per_second"],
+                                           "cpu_us": 1e6 * cpu / max(1, result["complete_requests"])}
+        pairs.append(pair)
+    return pairs
 
 
 def wait_for_standby(root: Path, name: str, pid: int, timeout: float = 120.0) -> None:
@@ -304,7 +333,7 @@ def summary(row: Row) -> dict:
 
 
 def report(rows: list[Row], mem: dict[str, dict], args: argparse.Namespace,
-           servers: dict[str, launch.Server]) -> None:
+           servers: dict[str, launch.Server], pairs: list[dict] | None = None) -> None:
     """The side-by-side table (medians), the ratios, memory per worker and the issue's targets."""
     s = {(row.label, row.rows): summary(row) for row in rows if row.runs}
     noop_label = servers["uvicorn"].label if "uvicorn" in servers else None
@@ -360,6 +389,13 @@ def report(rows: list[Row], mem: dict[str, dict], args: argparse.Namespace,
     if one and tel:
         print(f"  telemetry on: {100 * (1 - tel['rps'] / one['rps']):.1f}% fewer req/s (<= 5%; opml with/without by "
               f"round {_by_round(tel, one)})")
+    if pairs:
+        ratios = [p["on"]["rps"] / p["off"]["rps"] for p in pairs]
+        cpu = [p["on"]["cpu_us"] - p["off"]["cpu_us"] for p in pairs]
+        print(f"  telemetry on, {len(pairs)} back-to-back pairs of {args.n} requests: "
+              f"{100 * (1 - statistics.median(ratios)):.1f}% fewer req/s (median of the pairs; <= 5%; pairs "
+              + "/".join(f"{r:.2f}" for r in ratios) + f"); worker CPU {statistics.median(cpu):+.1f} µs per request "
+              f"(median; off {statistics.median(p['off']['cpu_us'] for p in pairs):.0f} µs)")
     if "opml" in mem:
         print(f"  memory per worker: RSS {mem['opml']['rss']:.0f} MB, USS {mem['opml']['uss']:.0f} MB "
               f"(<= about 245 MB RSS)")

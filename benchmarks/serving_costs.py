@@ -34,9 +34,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from peers.launch import cpu_seconds
+
 REPO = Path(__file__).resolve().parents[1]
 NAME = "costs"
-HZ = os.sysconf("SC_CLK_TCK")
 # py-spy on PATH, else beside this interpreter (a venv run without activating it)
 PY_SPY = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
 
@@ -263,14 +264,6 @@ class Endpoint:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self.log.close()
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / HZ
 
 
 def ab(url: str, body_file: Path, n: int, key: str) -> dict:

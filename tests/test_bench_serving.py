@@ -28,15 +28,19 @@ def started():
         server.stop()
 
 
-def test_do_nothing_app_runs_under_opmls_supervisor_and_http_protocol(tmp_path: Path, started) -> None:
-    server = launch.stack("uvicorn", 2, tmp_path)
+@pytest.mark.parametrize("stack", ["uvicorn", "direct"])  # through ASGI; POST /score as a direct route
+def test_do_nothing_app_runs_under_opmls_supervisor_and_http_protocol(tmp_path: Path, started, stack) -> None:
+    server = launch.stack(stack, 2, tmp_path)
     started.append(server)
     one = json.dumps({"data": [{"age": 41}]}).encode()
     launch.wait_ready(server, one, HEADERS, timeout=60)
     hundred = json.dumps({"data": [{"age": i, "job": "admin."} for i in range(100)]}).encode()
-    for body in (one, hundred):
+    cpu0 = launch.cpu_seconds(launch.children(server.proc.pid))
+    for body in (one, hundred) * 200:
         reply = requests.post(server.url, data=body, headers=HEADERS, timeout=5)
         assert reply.status_code == 200 and reply.json() == {"result": ["no"]}
+        assert reply.headers["content-type"] == "application/json"
+    assert launch.cpu_seconds(launch.children(server.proc.pid)) > cpu0  # the workers' CPU, read from /proc
     # opml's httptools protocol (opml.asgi.LIMITS) answers, not uvicorn's: over 100 header fields is a JSON 431
     port = int(server.url.split(":")[2].split("/")[0])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
