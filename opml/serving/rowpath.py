@@ -9,7 +9,8 @@ feature blocks' row-path lists and
    from the C record reader (`matrix_probabilities`) is written instead by the C featurizer (cfeaturize, the
    same doubles) straight into the buffer the kernels read, no Python float per value;
 2. packs those rows into one buffer and walks every member's trees in ONE C call (csrc/rowpath.c, built in
-   one unit with treekernel.c and catboost.c: the members' own tables and walkers, so the same margins);
+   one unit with treekernel.c and catboost.c: the members' own tables and walkers, so the same margins; a
+   forest with the compact walker's tables, CompiledForest.compact, takes that walker, the same doubles);
 3. turns margins into class probabilities with the array path's operations: one numpy exp over all
    members with a double sigmoid (binary LightGBM, CatBoost) and one float32 sigmoid over all binary
    XGBoost members, sklearn forests' mean in floats, any other link (multiclass) on a 1-row margins
@@ -38,6 +39,15 @@ from opml.serving.treecompile import CompiledOblivious
 
 SIGMOID, SIGMOID32, MEAN, OTHER = "sigmoid", "sigmoid32", "mean", "other"
 _CLIP = (1e-6, 1 - 1e-6)  # opml.automl.ensemble._stack_features' clip of member probabilities
+_EXP_CAP = float(np.float32(88.7))  # XGBoost's sigmoid: exp(min(-m, 88.7f))
+_FLOAT32 = struct.Struct("f")
+
+
+def _f32(x: float) -> float:
+    """x rounded to float32 (to nearest). A float32 +, -, * or / computed in double and rounded so is the float32
+    operation's own result: double's 53 bits are at least 2 * 24 + 2 (Figueroa, "When is double rounding
+    innocuous?", 1995)."""
+    return _FLOAT32.unpack(_FLOAT32.pack(x))[0]
 
 
 class RowKernel(NamedTuple):
@@ -82,7 +92,8 @@ class RowPath:
     one-row answers (FeatureBlock.compute / from_matrix, keyed by id(block)). `members`: the CompiledPipelines;
     `pipelines`: the fitted CandidatePipelines they were compiled from. CannotCompile: no row path."""
 
-    def __init__(self, members: Sequence[Any], pipelines: Sequence[Any]) -> None:
+    def __init__(self, members: Sequence[Any], pipelines: Sequence[Any], *, compact: bool = True) -> None:
+        self._compact = compact  # False: every forest on the node walker (for comparisons)
         keys: dict[tuple, int] = {}
         self._featurizers: list[Any] = []
         self._members: list[tuple[int, Any, RowKernel | None]] = []  # (row, CompiledPipeline, kernel or None)
@@ -117,7 +128,9 @@ class RowPath:
             n_out = forest.dim if oblivious else len(forest.init)
             at = len(init)
             init.extend([0.0] * n_out if oblivious else forest.init.tolist())
-            entries.append((forest._ptr, int(oblivious), x_off[row], self._featurizers[row].width, at))
+            compact = None if oblivious or not self._compact else forest.compact
+            table, kind = (forest._ptr, int(oblivious)) if compact is None else (compact, 2)
+            entries.append((table, kind, x_off[row], self._featurizers[row].width, at))
             affine = (forest.scale, float(forest.bias[0])) if oblivious else None
             if kernel.kind == SIGMOID and n_out == 1:
                 self._sigmoid.append((i, at, affine))
@@ -218,11 +231,8 @@ class RowPath:
                     p = 1.0 / (1.0 + e)
                     probs[i] = [1.0 - p, p]
             if self._sigmoid32:  # XGBoost's float32 sigmoid, as the array path
-                one = np.float32(1.0)
-                p32 = one / (np.exp(np.minimum(-np.array([m[at] for _, at in self._sigmoid32], dtype=np.float32),
-                                               np.float32(88.7))) + one)
-                for (i, _), q, p in zip(self._sigmoid32, (one - p32).tolist(), p32.tolist(), strict=True):
-                    probs[i] = [q, p]
+                for (i, _), p in zip(self._sigmoid32, sigmoid32([m[at] for _, at in self._sigmoid32]), strict=True):
+                    probs[i] = [_f32(1.0 - p), p]
             for i, at, n_out, kernel in self._other:
                 margins = m[at: at + n_out]
                 if kernel.kind == MEAN:
@@ -247,6 +257,13 @@ class RowPath:
             if z is not None:
                 return z
         return featurizer.transform(None, 1, blocks)[0].tolist()
+
+
+def sigmoid32(margins: list[float]) -> list[float]:
+    """XGBoost's float32 sigmoid of float32 margins, as the array path computes it (1 / (exp(min(-m, 88.7f)) + 1)
+    in float32): numpy's float32 exp, then the + and / in doubles rounded to float32 (_f32: the same floats)."""
+    e = np.exp(np.array([min(-m, _EXP_CAP) for m in margins], dtype=np.float32))
+    return [_f32(1.0 / _f32(v + 1.0)) for v in e.tolist()]
 
 
 def vote(probs: list[list[float]], weights: list[float]) -> list[float]:

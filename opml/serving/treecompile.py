@@ -2,10 +2,15 @@
 
 The C source (opml/serving/csrc/treekernel.c, package data) knows nothing about a particular model: it
 is compiled once per machine with gcc by opml.serving.cbuild (-O3 -march=native, cached on disk) and
-every model is just arrays handed to it. Two entry points:
+every model is just arrays handed to it. Three entry points:
 
+- `opml_forest_predict_compact`: one row at a time (the endpoint's one-row path, and 1-2 rows here): the row
+  becomes small integers (each value's rank among the forest's thresholds on its feature, each category
+  test's answer), then 8-byte nodes are walked a fixed number of steps per tree (leaves loop to themselves),
+  twelve trees side by side, with no branch per node. Built where its rule is the library's exactly
+  (`_compact_tables`); other forests keep the node walker.
 - `opml_forest_predict`: walks each row down the node table, eight trees side by side with no branch per
-  node (a node's side comes from an answer table in its flags); best for a few rows.
+  node (a node's side comes from an answer table in its flags).
 - `opml_forest_predict_qs`: boosted trees of at most 64 leaves, QuickScorer-style: every node is
   tested for a block of rows at once (branch-free, vectorised), a failed test clears the leaves of
   its left subtree from a 64-bit mask, the exit leaf is the lowest bit left. Best from ~3 rows on.
@@ -64,6 +69,20 @@ QS_MIN_ROWS = 3  # from this many rows on, boosted forests use the bitmask kerne
 # measured: at 4 rows a 1,500-tree ensemble takes 168 us walked, 83 us bitmasked; at 1 row, 44 vs 80 us
 
 
+_COMPACT_ARRAYS = ("nodes", "start", "depth", "order", "leaf_base", "group", "leaves", "cuts", "cut_feat", "cut_start",
+                   "cat_col", "cat_start", "cat_set")
+
+
+class _Compact(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_void_p) for name in _COMPACT_ARRAYS] + \
+               [(name, ctypes.c_int32) for name in ("n_trees", "width", "n_out", "mode", "n_num", "n_cat", "n_cat_col")]
+
+
+_CNODE = np.dtype([("slot", "<u2"), ("thr", "<u2"), ("right", "<i2"), ("left", "<i2")])
+CMAX_SLOTS = 16384  # treekernel.c's: slots of the compact walker's row, at most
+_CODE_NAN, _CODE_OTHER = 1 << 62, 1 << 63  # the compact walker's category bits for NaN and any other non-code
+
+
 class _Forest(ctypes.Structure):
     _fields_ = [("nodes", ctypes.c_void_p), ("roots", ctypes.c_void_p), ("group", ctypes.c_void_p),
                 ("cats", ctypes.c_void_p), ("leaves", ctypes.c_void_p), ("n_trees", ctypes.c_int32),
@@ -93,7 +112,8 @@ def _predictors(name: str, file: str, what: str, *symbols: str) -> tuple[Any, ..
 
 
 def _load() -> Any:
-    return _predictors("forest", "treekernel.c", "tree kernel", "opml_forest_predict", "opml_forest_predict_qsv")
+    return _predictors("forest", "treekernel.c", "tree kernel", "opml_forest_predict", "opml_forest_predict_qsv",
+                       "opml_forest_predict_compact")
 
 
 _library = Library(_load)
@@ -134,7 +154,7 @@ class CompiledForest:
     """Raw sums of a flattened forest: `margins(Z)` -> (n, n_out) float64 (init values + tree outputs)."""
 
     def __init__(self, b: _Builder, n_out: int, mode: int, init: np.ndarray, n_features: int) -> None:
-        self._fn, self._qs_fn = kernel()
+        self._fn, self._qs_fn, self._compact_fn = kernel()
         self.n_features = n_features
         self.nodes = np.zeros(len(b.nodes) + 1, dtype=_NODE)  # + a dummy node idle lanes read
         if b.nodes:
@@ -151,6 +171,9 @@ class CompiledForest:
         self.n_trees = len(self.roots)
         self._qs = _bitmask_tables(b, n_out, mode, n_features) if mode in (MODE_LGBM, MODE_XGB) else None
         self._qs_ptr = ctypes.addressof(self._qs[0]) if self._qs is not None else None  # _qs[1] keeps arrays alive
+        self._compact = _compact_tables(b, n_out, mode, n_features, self.leaves)  # (struct, arrays) or None
+        # the compact walker's tables (opml_forest_predict_compact), or None: the node walker scores one row
+        self.compact = ctypes.addressof(self._compact[0]) if self._compact is not None else None
 
     def margins(self, Z: np.ndarray) -> np.ndarray:
         Z = np.ascontiguousarray(Z, dtype=np.float64)
@@ -167,6 +190,8 @@ class CompiledForest:
             out8[:] = self.init
             self._qs_fn(self._qs_ptr, XT.ctypes.data, n8, n8, out8.ctypes.data)
             return out8[:n]
+        elif self.compact is not None and n < QS_MIN_ROWS:
+            self._compact_fn(self.compact, Z.ctypes.data, n, Z.shape[1], out.ctypes.data)
         else:
             self._fn(self._ptr, Z.ctypes.data, n, Z.shape[1], out.ctypes.data)
         return out
@@ -215,6 +240,106 @@ def _walker_fields(nodes: np.ndarray, cats: list[int]) -> None:
         left = nan_left if nan else np.where(cat, in_set ^ invert, test)
         answers |= left.astype(np.int32) << at
     flags |= answers << 8
+
+
+def _compact_tables(b: _Builder, n_out: int, mode: int, n_features: int,
+                    leaves: np.ndarray) -> tuple[_Compact, dict[str, np.ndarray]] | None:
+    """Tables of the compact walker (opml_forest_predict_compact, see treekernel.c) over the forest's `leaves`
+    (n_leaves x width, C order); None where its rule would not be the library's exactly -- a NaN threshold (or
+    -inf in mode 2), a category set reaching code 62, a feature outside the row -- or would not fit: more than
+    CMAX_SLOTS slots, more than 65,535 thresholds on a feature or leaves in a tree, a tree of more than 32,767
+    nodes and leaves."""
+    cut_of: dict[int, list[float]] = {}  # numeric feature -> its thresholds (as the walker compares)
+    cat_of: dict[tuple[int, int], int] = {}  # (column, set going left) -> category test
+    tests: list[tuple[int, int, Any]] = []  # per node: (kind 0 numeric / 1 category, NaN left, value)
+    for thr, feat, _, _, flags, off, n in b.nodes:
+        if not 0 <= feat < n_features:
+            return None
+        if flags & F_CAT:
+            words = b.cats[off: off + n]
+            if n > 2 or (n == 2 and words[1] >> 30):
+                return None
+            members = sum(int(w) << (32 * k) for k, w in enumerate(words))
+            if flags & F_CAT_INVERT:
+                members = (~members & (_CODE_NAN - 1)) | _CODE_OTHER
+            key = (feat, members | (_CODE_NAN if flags & F_NAN_LEFT else 0))
+            tests.append((1, 0, cat_of.setdefault(key, len(cat_of))))
+        else:
+            if thr != thr or (mode == MODE_XGB and thr == -np.inf):  # no cut below -inf ("x < -inf" is never)
+                return None
+            t = float(np.nextafter(thr, -np.inf)) if mode == MODE_XGB else thr  # "x < t" as "x <= t'"
+            cut_of.setdefault(feat, []).append(t)
+            tests.append((0, flags & F_NAN_LEFT, t))
+    cut_feat = sorted(cut_of)
+    by_column = sorted(cat_of, key=lambda key: (key[0], cat_of[key]))  # category tests, column by column
+    renumber = {cat_of[key]: i for i, key in enumerate(by_column)}
+    cat_col = sorted({f for f, _ in by_column})
+    cuts = {f: np.unique(np.asarray(cut_of[f], dtype=np.float64)) for f in cut_feat}
+    if any(len(c) > 65535 for c in cuts.values()) or 1 + 2 * len(cut_feat) + len(cat_of) > CMAX_SLOTS:
+        return None
+    num_slot = {f: 1 + 2 * i for i, f in enumerate(cut_feat)}
+    cat_base = 1 + 2 * len(cut_feat)
+    head: list[tuple[int, int]] = []  # per node: (slot, thr)
+    numeric: dict[int, list[int]] = {f: [] for f in cut_feat}
+    for ref, (kind, nan_left, value) in enumerate(tests):
+        if kind:  # the category test's slot is 0 when the row goes left
+            head.append((cat_base + renumber[value], 0))
+        else:  # thr: the threshold's index among its feature's cuts (filled in below)
+            numeric[b.nodes[ref][1]].append(ref)
+            head.append((num_slot[b.nodes[ref][1]] + (0 if nan_left else 1), -1))
+    for f, refs in numeric.items():  # every numeric node's index, one search per feature
+        where = np.searchsorted(cuts[f], [tests[ref][2] for ref in refs]).tolist()
+        for ref, i in zip(refs, where, strict=True):
+            head[ref] = (head[ref][0], i)
+
+    nodes: list[tuple[int, int, int, int]] = []  # (slot, thr, right, left); a leaf: (0, its number in the tree, 0, 0)
+    start: list[int] = []
+    depth: list[int] = []
+    leaf_base: list[int] = []
+    for root in b.roots:
+        first = len(nodes)
+        start.append(first)
+        deepest = 0
+        stack = [(root, 0, -1, 0)]  # (ref, depth, parent's position, 1: its left child); depth first, left first
+        while stack:
+            ref, d, parent, is_left = stack.pop()
+            at = len(nodes)
+            if at - first > 32767:
+                return None
+            if parent >= 0:
+                slot, thr, right, left = nodes[parent]
+                nodes[parent] = (slot, thr, at - parent if not is_left else right, at - parent if is_left else left)
+            if ref < 0:
+                nodes.append((0, ~ref, 0, 0))  # made relative to the tree's first leaf below
+                deepest = max(deepest, d)
+                continue
+            nodes.append((*head[ref], 0, 0))
+            stack.append((b.nodes[ref][3], d + 1, at, 0))
+            stack.append((b.nodes[ref][2], d + 1, at, 1))
+        depth.append(deepest)
+        mine = [i for i in range(first, len(nodes)) if nodes[i][2:] == (0, 0)]
+        base = min(nodes[i][1] for i in mine)
+        if max(nodes[i][1] for i in mine) - base > 65535:
+            return None
+        for i in mine:
+            nodes[i] = (0, nodes[i][1] - base, 0, 0)
+        leaf_base.append(base)
+    chunk = 512  # treekernel.c's CHUNK: trees are walked by depth within each
+    order = [t0 + int(i) for t0 in range(0, len(depth), chunk)
+             for i in np.argsort(depth[t0: t0 + chunk], kind="stable")]
+    i32 = {"start": start, "depth": depth, "order": order, "leaf_base": leaf_base, "group": b.group,
+           "cut_feat": cut_feat, "cut_start": np.cumsum([0, *(len(cuts[f]) for f in cut_feat)]).tolist(),
+           "cat_col": cat_col, "cat_start": np.searchsorted([f for f, _ in by_column], [*cat_col, n_features]).tolist()}
+    arrays = {name: np.asarray([*v, 0], dtype=np.int32) for name, v in i32.items()}  # + padding: never empty
+    arrays |= {
+        "nodes": np.asarray(nodes or [(0, 0, 0, 0)], dtype=_CNODE),
+        "leaves": leaves,
+        "cuts": np.concatenate([*(cuts[f] for f in cut_feat), [0.0]]),
+        "cat_set": np.asarray([*(members for _, members in by_column), 0], dtype=np.uint64),
+    }
+    table = _Compact(*(arrays[name].ctypes.data for name in _COMPACT_ARRAYS), len(b.roots), b.width, n_out, mode,
+                     len(cut_feat), len(cat_of), len(cat_col))
+    return table, arrays
 
 
 def _bitmask_tables(b: _Builder, n_out: int, mode: int, n_features: int) -> tuple[_QS, dict[str, np.ndarray]] | None:

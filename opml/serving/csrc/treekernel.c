@@ -288,3 +288,150 @@ void opml_forest_predict_qsv(const qs_t *f, double *XT, int64_t n, int64_t strid
         if (n > n32) qsv_lgbm1(f, XT, stride, n32, n, out);
     }
 }
+
+/* ---- the compact walker: 8-byte nodes, integer tests, a fixed number of steps per tree, no branch per node ----
+   The row is first turned into small integers, "slots" (uint16):
+   - per feature with numeric splits, its rank: how many of the forest's distinct thresholds on that feature
+     (`cuts`, ascending) are below the value -- then "x <= t" is "rank <= t's index". In modes 1 and 2 the value
+     is (double)(float)x, and in mode 2 the cuts are the doubles just below the float thresholds ("x < t" there).
+     Two slots: NaN as rank 0 (read by nodes sending NaN left) and as the count of cuts (nodes sending it right);
+   - per distinct category test (column, set), 0 when the row goes left, else 1. A code c in 0..61 is bit c, NaN
+     bit 62, any other value bit 63 (negative, 62 and up); the set holds the codes going left (treecompile
+     inverts XGBoost's), plus bit 62 when NaN goes left;
+   - slot 0: always 0.
+   A node goes left when its slot <= its `thr`. A leaf is a node too, reading slot 0, whose children are itself
+   and whose `thr` is its leaf number within the tree; so a tree is walked a fixed number of steps (its depth)
+   with no test for having arrived: CLANES trees side by side, each step two loads, a compare and a select,
+   nothing for the branch predictor to miss (every other step from the sixth on, one check whether all lanes
+   are at leaves). Trees are walked by depth within each CHUNK (`order`), CLANES of a like depth at once, their
+   leaves noted, then summed in tree order: opml_forest_predict's doubles.
+   treecompile builds these tables only where that is the libraries' rule exactly: no NaN threshold (nor -inf in
+   mode 2), sets within codes 0..61, at most CMAX_SLOTS slots; children are int16 offsets from the node. */
+typedef struct { uint16_t slot, thr; int16_t child[2]; } cnode_t;  /* child: right, left */
+typedef struct {
+    const cnode_t *nodes;
+    const int32_t *start;      /* per tree: its root node */
+    const int32_t *depth;      /* per tree: its depth (0: a single leaf) */
+    const int32_t *order;      /* the trees of each CHUNK, by depth */
+    const int32_t *leaf_base;  /* per tree: its first leaf */
+    const int32_t *group;
+    const double *leaves;
+    const double *cuts;        /* per numeric feature: its distinct thresholds, ascending */
+    const int32_t *cut_feat;   /* per numeric feature: its column */
+    const int32_t *cut_start;  /* per numeric feature + 1: where its cuts start */
+    const int32_t *cat_col;    /* per column with category tests: its column */
+    const int32_t *cat_start;  /* per such column + 1: where its tests start */
+    const uint64_t *cat_set;   /* per category test: the bits going left */
+    int32_t n_trees, width, n_out, mode, n_num, n_cat, n_cat_col;
+} cforest_t;
+
+#define CMAX_SLOTS 16384  /* uint16 slots on the stack: 32 KB */
+#define CLANES 12  /* measured: 8..14 alike, 16 and up slower (registers) */
+
+static inline void c_slots(const cforest_t *f, const double *x, uint16_t *slot, const int mode) {
+    slot[0] = 0;
+    for (int32_t i = 0; i < f->n_num; ++i) {
+        const double v = x[f->cut_feat[i]];
+        const double *b = f->cuts + f->cut_start[i];
+        const int32_t len = f->cut_start[i + 1] - f->cut_start[i];
+        if (v != v) {
+            slot[1 + 2 * i] = 0;
+            slot[2 + 2 * i] = (uint16_t)len;
+            continue;
+        }
+        const double u = mode == 0 ? v : (double)(float)v;
+        const double *lo = b;  /* branch-free lower bound: how many cuts are < u */
+        int32_t n = len;
+        while (n > 1) {
+            const int32_t half = n >> 1;
+            lo = lo[half - 1] < u ? lo + half : lo;
+            n -= half;
+        }
+        const uint16_t rank = (uint16_t)((lo - b) + (len > 0 && lo[0] < u));
+        slot[1 + 2 * i] = rank;
+        slot[2 + 2 * i] = rank;
+    }
+    uint16_t *cat = slot + 1 + 2 * f->n_num;
+    for (int32_t c = 0; c < f->n_cat_col; ++c) {
+        const double v = x[f->cat_col[c]];
+        uint64_t bit;
+        if (v != v) bit = (uint64_t)1 << 62;
+        else if (mode == 2) {
+            const float fv = (float)v;
+            bit = (fv >= 0.0f && fv < 62.0f) ? (uint64_t)1 << (int32_t)fv : (uint64_t)1 << 63;
+        } else {
+            bit = (v > -1.0 && v < 62.0) ? (uint64_t)1 << (int32_t)v : (uint64_t)1 << 63;
+        }
+        const uint64_t *set = f->cat_set;
+        for (int32_t i = f->cat_start[c], e = f->cat_start[c + 1]; i < e; ++i) cat[i] = (set[i] & bit) == 0;
+    }
+}
+
+/* leaf[tree - t0] for trees [t0, t0 + k) */
+static inline void c_leaves(const cforest_t *f, const uint16_t *slot, int32_t t0, int32_t k, int32_t *leaf) {
+    const int32_t *order = f->order + t0;
+    for (int32_t g = 0; g < k; g += CLANES) {
+        const int32_t m = k - g < CLANES ? k - g : CLANES;
+        const cnode_t *p[CLANES];
+        for (int32_t j = 0; j < CLANES; ++j) p[j] = f->nodes + f->start[order[g + (j < m ? j : 0)]];
+        const int32_t d = f->depth[order[g + m - 1]];  /* the deepest of the group */
+        for (int32_t s = 0; s < d; ++s) {
+            for (int32_t j = 0; j < CLANES; ++j) {
+                const cnode_t *n = p[j];
+                p[j] = n + n->child[slot[n->slot] <= n->thr];
+            }
+            if (s >= 5 && (s & 1)) {  /* deep trees (LightGBM's grow leaf-wise): stop once every lane is at a leaf */
+                uint32_t moving = 0;
+                for (int32_t j = 0; j < CLANES; ++j) {
+                    uint32_t c;
+                    memcpy(&c, p[j]->child, sizeof c);
+                    moving |= c;
+                }
+                if (!moving) break;
+            }
+        }
+        for (int32_t j = 0; j < m; ++j) leaf[order[g + j] - t0] = f->leaf_base[order[g + j]] + p[j]->thr;
+    }
+}
+
+static inline void c_walk(const cforest_t *f, const double *X, int64_t n, int64_t stride, double *out, const int mode) {
+    const int32_t w = f->width, n_out = f->n_out;
+    int32_t leaf[CHUNK];
+    uint16_t slot[CMAX_SLOTS];
+    for (int64_t i = 0; i < n; ++i) {
+        double *o = out + i * n_out;
+        c_slots(f, X + i * stride, slot, mode);
+        for (int32_t t0 = 0; t0 < f->n_trees; t0 += CHUNK) {
+            const int32_t k = f->n_trees - t0 < CHUNK ? f->n_trees - t0 : CHUNK;
+            c_leaves(f, slot, t0, k, leaf);
+            if (w == 1 && n_out == 1) {  /* one output: the sum stays in a register (mode 2: a float, as summed) */
+                const double *lv = f->leaves;
+                if (mode == 2) {
+                    float acc = (float)o[0];
+                    for (int32_t j = 0; j < k; ++j) acc = acc + (float)lv[leaf[j]];
+                    o[0] = (double)acc;
+                } else {
+                    double acc = o[0];
+                    for (int32_t j = 0; j < k; ++j) acc += lv[leaf[j]];
+                    o[0] = acc;
+                }
+                continue;
+            }
+            for (int32_t j = 0; j < k; ++j) {
+                const double *lv = f->leaves + (int64_t)leaf[j] * w;
+                double *g = o + f->group[t0 + j];
+                if (mode == 2) { for (int32_t p = 0; p < w; ++p) g[p] = (double)((float)g[p] + (float)lv[p]); }
+                else { for (int32_t p = 0; p < w; ++p) g[p] += lv[p]; }
+            }
+        }
+    }
+}
+
+/* Rows X (n x stride) through the compact tables; out (n x n_out) holds the initial values; each row's leaves
+   are added in tree order. */
+void opml_forest_predict_compact(const cforest_t *f, const double *X, int64_t n, int64_t stride, double *out) {
+    if (1 + 2 * f->n_num + f->n_cat > CMAX_SLOTS) return;
+    if (f->mode == 0) c_walk(f, X, n, stride, out, 0);
+    else if (f->mode == 1) c_walk(f, X, n, stride, out, 1);
+    else c_walk(f, X, n, stride, out, 2);
+}
