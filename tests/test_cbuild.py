@@ -41,3 +41,17 @@ def test_a_library_that_cannot_load_says_why_every_time():
         with pytest.raises(CannotCompile, match="no C compiler"):
             lib.get()
     assert len(calls) == 1 and cbuild.CannotCompile is CannotCompile
+
+
+def test_address_is_the_arrays_data_pointer_for_every_layout():
+    """cbuild.address, the request path's cheap a.ctypes.data: the same address whatever the array's layout."""
+    import numpy as np
+
+    from opml.serving.cbuild import address
+
+    a = np.arange(60.0).reshape(6, 10)
+    ro = a.copy()
+    ro.setflags(write=False)
+    for arr in (a, a[2:], a[:, :1], a[:, 3:], a.T, np.asfortranarray(a), ro, np.empty((20, 0)), np.empty(0),
+                np.empty((20, 1)), a[::2]):
+        assert address(arr) == arr.ctypes.data

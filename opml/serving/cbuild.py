@@ -9,6 +9,7 @@ CannotCompile with the reason, so callers keep their plain-Python path and can s
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import shutil
@@ -20,6 +21,18 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+_char_at = ctypes.c_char.from_buffer
+
+
+def address(a: Any) -> int:
+    """The address of numpy array `a`'s data, as `a.ctypes.data` gives it, in about 0.4 µs instead of 0.9 (that
+    builds a helper object on every call); for the C calls on a request's path. Arrays that are not writable and
+    C-contiguous (or are empty) take a.ctypes.data."""
+    try:
+        return ctypes.addressof(_char_at(a))
+    except (TypeError, ValueError, BufferError):
+        return a.ctypes.data
 
 
 class CannotCompile(Exception):

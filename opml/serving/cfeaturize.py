@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from opml.serving.cbuild import CannotCompile, Library, build, source
+from opml.serving.cbuild import CannotCompile, Library, address, build, source
 
 MAX_NUMERIC = 256  # the C keeps one row's numbers on the stack
 MAX_FREQ = 64
@@ -141,7 +141,7 @@ class CFeaturizer:
             M = np.ascontiguousarray(M, dtype=np.float64)
         n = M.shape[1]
         Z = np.empty((n, self.width))
-        self._fn(self._ptr, M.ctypes.data, M.strides[0] // 8, n, num_ptr, cat_ptr, Z.ctypes.data)
+        self._fn(self._ptr, address(M), M.strides[0] // 8, n, num_ptr, cat_ptr, address(Z))
         return Z
 
     def columns(self, index: Mapping[str, int]) -> tuple[int, int, int]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from opml.serving.cbuild import CannotCompile, Library, build, source
+from opml.serving.cbuild import CannotCompile, Library, address, build, source
 from opml.serving.requests import Column, RequestError, explain
 
 
@@ -151,7 +151,7 @@ class RecordReader:
         if cap < 1:
             return None
         out = np.empty((len(self._names), cap))
-        n = self._parse(schema.ptr, raw, len(raw), out.ctypes.data, cap)
+        n = self._parse(schema.ptr, raw, len(raw), address(out), cap)
         if n < 1:
             return None
         return out if n == cap else out[:, :n]

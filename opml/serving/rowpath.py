@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from opml.serving.cbuild import CannotCompile, Library, build, source
+from opml.serving.cbuild import CannotCompile, Library, address, build, source
 from opml.serving.treecompile import CompiledOblivious
 
 SIGMOID, SIGMOID32, MEAN, OTHER = "sigmoid", "sigmoid32", "mean", "other"
@@ -194,7 +194,7 @@ class RowPath:
             return None
         buf = self._c_buffer()
         addr = ctypes.addressof(buf)
-        m, stride = M.ctypes.data, M.strides[0] // 8
+        m, stride = address(M), M.strides[0] // 8
         for fn, spec, num, cat, at in calls:
             fn(spec, m, stride, 1, num, cat, addr + at)
         if python:  # featurizers without the C form: the row path's floats, packed into their place

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from opml.serving.cbuild import CannotCompile, Library, build, source
+from opml.serving.cbuild import CannotCompile, Library, address, build, source
 
 MODE_LGBM, MODE_SKLEARN, MODE_XGB = 0, 1, 2
 F_NAN_LEFT, F_CAT, F_CAT_INVERT, F_CAT64 = 1, 2, 4, 8  # F_CAT64: a category set within codes 0..63, kept in thr
@@ -188,12 +188,12 @@ class CompiledForest:
             XT[: Z.shape[1], :n] = Z.T
             out8 = np.empty((n8, len(self.init)))
             out8[:] = self.init
-            self._qs_fn(self._qs_ptr, XT.ctypes.data, n8, n8, out8.ctypes.data)
+            self._qs_fn(self._qs_ptr, address(XT), n8, n8, address(out8))
             return out8[:n]
         elif self.compact is not None and n < QS_MIN_ROWS:
-            self._compact_fn(self.compact, Z.ctypes.data, n, Z.shape[1], out.ctypes.data)
+            self._compact_fn(self.compact, address(Z), n, Z.shape[1], address(out))
         else:
-            self._fn(self._ptr, Z.ctypes.data, n, Z.shape[1], out.ctypes.data)
+            self._fn(self._ptr, address(Z), n, Z.shape[1], address(out))
         return out
 
 
@@ -647,7 +647,7 @@ class CompiledOblivious:
         if Z.ndim != 2 or Z.shape[1] != self.n_features:
             raise ValueError(f"expected {self.n_features} features, got shape {Z.shape}")
         out = np.zeros((Z.shape[0], self.dim))
-        self._fn(self._ptr, Z.ctypes.data, Z.shape[0], Z.shape[1], out.ctypes.data)
+        self._fn(self._ptr, address(Z), Z.shape[0], Z.shape[1], address(out))
         out *= self.scale
         out += self.bias
         return out
