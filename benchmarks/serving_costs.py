@@ -19,6 +19,7 @@ Needs ab and py-spy (`pip install -e .[bench]`); py-spy needs ptrace (root, or k
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import linecache
@@ -33,6 +34,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from peers.launch import cpu_seconds
 
@@ -311,15 +313,25 @@ def in_process(root: Path, model: str, bodies: dict[str, bytes], key: str, reps:
     from opml.serving.keys import KeyChecker, key_file
     from opml.serving.requests import parse
     from opml.serving.scorer import load_scorer
-    from opml.serving.telemetry import Telemetry, write_control
+    from opml.serving.telemetry import Telemetry, control_file, write_control
     from opml.workspace.workspace import Workspace
 
+    try:  # as a worker has it: the keys file and the switch watched by inotify (checkouts before it: a stat)
+        from opml.serving.watch import FileWatch
+    except ImportError:
+        FileWatch = None
+    loop = asyncio.new_event_loop()  # timed calls run inside it, as in a worker (telemetry batches by its timer)
     ws = Workspace.open(root)
     scorer = load_scorer(ws, model)
-    keys = KeyChecker(key_file(ws.secrets_dir, NAME))
-    tel = Telemetry(root, NAME, scorer.model_ref)
+    watch = FileWatch() if FileWatch is not None else None
+    kf, cf = key_file(ws.secrets_dir, NAME), control_file(root, NAME)
+    keys = KeyChecker(kf, watch.watch(kf)) if watch else KeyChecker(kf)
+    tel = Telemetry(root, NAME, scorer.model_ref, watch.watch(cf)) if watch else Telemetry(root, NAME, scorer.model_ref)
+    if watch:
+        watch.attach(loop)
     app = ScoringApp(scorer, keys=keys, max_request_bytes=1 << 20, openapi=b"{}", telemetry=tel,
                      metrics_dir=root / "run" / "inproc.metrics")
+    score_now = getattr(app, "score_now", None)  # POST /score as the protocol's direct route, where it exists
     auth = f"Bearer {key}".encode()
     headers = [(b"host", b"127.0.0.1"), (b"user-agent", b"ApacheBench/2.3"), (b"accept", b"*/*"),
                (b"content-length", b"0"), (b"content-type", b"application/json"), (b"authorization", auth)]
@@ -335,7 +347,21 @@ def in_process(root: Path, model: str, bodies: dict[str, bytes], key: str, reps:
             samples.append((time.perf_counter_ns() - t0) / (n // 7 + 1) / 1000)
         return statistics.median(samples)
 
+    async def inside(fn: Any) -> Any:
+        return fn()
+
+    def in_loop(fn: Any) -> Any:
+        return loop.run_until_complete(inside(fn))
+
+    def switch(on: bool) -> None:
+        write_control(root, NAME, on, 0.0)
+        loop.run_until_complete(asyncio.sleep(0.01))  # the watch reads the change, as a worker's loop would
+        tel.refresh()
+
     def app_call(body: bytes) -> None:
+        if score_now is not None:
+            score_now(headers, body, ("127.0.0.1", 1))
+            return
         scope = {"type": "http", "path": "/score", "method": "POST", "headers": headers, "client": ("127.0.0.1", 1)}
         msg = {"type": "http.request", "body": body, "more_body": False}
 
@@ -376,21 +402,21 @@ def in_process(root: Path, model: str, bodies: dict[str, bytes], key: str, reps:
         r["response encode (pre-encoded labels, not used)"] = t(
             lambda: b"".join((b'{"result":[', b",".join(map(encoded.__getitem__, labels)), b"]}")), reps_here)
         r["metrics counters"] = t(lambda: app.metrics.observe("/score", 200, 0.001, rows), reps_here)
-        write_control(root, NAME, False, 0.0)
-        tel.refresh()
+        switch(False)
         r["telemetry off (refresh)"] = t(tel.refresh, reps_here)
-        r["whole app call, telemetry off"] = t(lambda: app_call(body), reps_here)
-        write_control(root, NAME, True, 0.0)
-        tel.refresh()
-        r["whole app call, telemetry on"] = t(lambda: app_call(body), reps_here)
-        write_control(root, NAME, False, 0.0)
-        tel.refresh()
+        r["whole app call, telemetry off"] = in_loop(lambda: t(lambda: app_call(body), reps_here))
+        switch(True)
+        r["whole app call, telemetry on"] = in_loop(lambda: t(lambda: app_call(body), reps_here))
+        switch(False)
         return r
 
     out = {label: stages(body) for label, body in bodies.items()}
+    if watch:
+        watch.close()
     tel.close()
     app.metrics.close()
     ws.close()
+    loop.close()
     return out
 
 
