@@ -173,26 +173,26 @@ def kill_one_worker(ep: Endpoint) -> tuple[str, str, bool]:
         seen.append(len(serving))
         return len(serving) == len(workers) and victim not in serving
 
-    # one loop from the kill on, sampling the state file every millisecond or so: a standby serves within tens
-    # of milliseconds, and a look only after the replacement fork shows up can miss the Degraded window
-    found: dict[str, object] = {}
-
-    looks = [0]
+    # one loop from the kill on, looking at the state file every millisecond or so (a standby serves within tens
+    # of milliseconds: a first look only once the replacement fork shows up can miss the Degraded window); the
+    # slower process scan only every 10th look
+    new: set[int] = set()
+    forked = serving_s = 0.0
 
     def step() -> bool:
-        serving = back()  # the state file: cheap; the process scan (slower) only every 10th look
-        looks[0] += 1
-        if "new" not in found and (serving or looks[0] % 10 == 1) and (fresh := set(group_members(sup)) - before):
-            found["new"], found["forked"] = fresh, time.monotonic() - t0
-        if serving and "serving" not in found:
-            found["serving"] = time.monotonic() - t0
-        return serving and "new" in found
+        nonlocal new, forked, serving_s
+        serving = back()
+        if not new and (serving or len(seen) % 10 == 1):
+            new = set(group_members(sup)) - before
+            forked = time.monotonic() - t0
+        if serving and not serving_s:
+            serving_s = time.monotonic() - t0
+        return serving and bool(new)
 
     os.kill(victim, signal.SIGKILL)
     t0 = time.monotonic()
-    wait_for(step, 120.0, 0.001)
-    new, forked = found.get("new"), float(found.get("forked", 5.0))
-    serving_s = float(found.get("serving", 120.0))
+    if not wait_for(step, 120.0, 0.001)[0]:
+        serving_s = serving_s or 120.0
     result = ab_result(load)
     after = ep.show()
     log = (ep.bench.root / "logs" / "endpoints" / f"{NAME}.log").read_text()

@@ -239,7 +239,8 @@ def main() -> None:
                     if row.after:
                         row.after()
         if args.telemetry_pairs:
-            pairs = telemetry_pairs(url, one, args.n, key, ep.pid, telemetry, args.telemetry_pairs)
+            pairs = telemetry_pairs(url, one, args.n, key, ep.pid, lambda on: set_telemetry(ws, name, on),
+                                    args.telemetry_pairs)
         mem = {label: memory(pid) for label, pid in pids.items()}
     finally:
         for server in servers.values():
@@ -251,23 +252,25 @@ def main() -> None:
     tmp.cleanup()
 
 
-def telemetry_pairs(url: str, body: bytes, n: int, key: str, pid: int, switch: Callable[[bool], Callable[[], None]],
+def telemetry_pairs(url: str, body: bytes, n: int, key: str, pid: int, set_telemetry: Callable[[bool], None],
                     count: int) -> list[dict]:
     """`count` pairs of back-to-back 1-row runs, telemetry off and on (on first in every other pair, so a drift
-    cancels out): req/s and the workers' CPU µs per request (/proc) of each."""
+    cancels out): req/s and the workers' CPU µs per request (/proc) of each. Telemetry is off between runs."""
+    workers = launch.children(pid)
     pairs = []
     for i in range(count):
         print(f"telemetry pair {i + 1}/{count} ...", flush=True)
         pair = {}
         for on in ((False, True) if i % 2 == 0 else (True, False)):
-            workers = launch.children(pid)
-            switch(on)()
+            if on:
+                set_telemetry(True)
             try:
                 cpu0 = launch.cpu_seconds(workers)
                 result = ab(url, body, n, key)
                 cpu = launch.cpu_seconds(workers) - cpu0
             finally:
-                switch(False)()
+                if on:
+                    set_telemetry(False)
             pair["on" if on else "off"] = {"rps": result["requests_per_second"],
                                            "cpu_us": 1e6 * cpu / max(1, result["complete_requests"])}
         pairs.append(pair)
@@ -276,14 +279,11 @@ def telemetry_pairs(url: str, body: bytes, n: int, key: str, pid: int, switch: C
 
 def wait_for_standby(root: Path, name: str, pid: int, timeout: float = 120.0) -> None:
     """Wait until the endpoint's standby worker has loaded the model (it loads after the endpoint serves)."""
-    from opml.serving.server import ready_file
+    from opml.serving.process import state_info
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            standby = json.loads(ready_file(root, name, pid).read_text())["workers"].get("standby")
-        except (OSError, ValueError, KeyError):
-            standby = None
+        standby = ((state_info(root, name, pid) or {}).get("workers") or {}).get("standby")
         if standby and standby.get("loaded"):
             return
         time.sleep(0.2)

@@ -91,3 +91,21 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_telemetry_pairs_alternate_the_order_and_leave_telemetry_off(tmp_path: Path, started) -> None:
+    """serving.py --telemetry-pairs: off/on runs back to back, on first in every other pair, telemetry switched on
+    only for the on runs and off after each; each run's req/s and its workers' CPU per request."""
+    import serving
+
+    server = launch.stack("direct", 2, tmp_path)
+    started.append(server)
+    one = json.dumps({"data": [{"age": 41}]}).encode()
+    launch.wait_ready(server, one, HEADERS, timeout=60)
+    switched: list[bool] = []
+    pairs = serving.telemetry_pairs(server.url, one, 300, None, server.proc.pid, switched.append, 2)
+    assert switched == [True, False, True, False]
+    assert len(pairs) == 2 and all(set(p) == {"off", "on"} for p in pairs)
+    sides = [side for p in pairs for side in p.values()]
+    assert all(side["rps"] > 0 and side["cpu_us"] >= 0 for side in sides)
+    assert sum(side["cpu_us"] for side in sides) > 0  # the workers' CPU, read from /proc

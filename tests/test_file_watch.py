@@ -14,7 +14,7 @@ import pytest
 
 from opml.serving import watch as watch_mod
 from opml.serving.keys import KeyChecker, ensure_keys, key_file, regenerate
-from opml.serving.telemetry import Telemetry, write_control
+from opml.serving.telemetry import Telemetry, control_file, write_control
 from opml.serving.watch import FileWatch
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
@@ -71,8 +71,6 @@ def test_the_telemetry_switch_is_seen_by_the_next_request(tmp_path):
     async def main() -> None:
         (tmp_path / "run" / "endpoints").mkdir(parents=True)
         fw = FileWatch()
-        from opml.serving.telemetry import control_file
-
         tel = Telemetry(tmp_path, "ep", "m:1", fw.watch(control_file(tmp_path, "ep")))
         assert fw.attach(asyncio.get_running_loop())
         tel.refresh()

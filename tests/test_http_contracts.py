@@ -54,9 +54,11 @@ def call(app, method: str, path: str, body: bytes | list[bytes] = b"", headers: 
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
     if length and not isinstance(body, list):
         raw.append((b"content-length", str(len(body)).encode()))
+    from opml.asgi import LIMITS
+
     route = getattr(app, "direct_routes", {}).get(path.encode())
     direct = (route is not None and method == "POST" and length and isinstance(body, bytes)
-              and len(body) <= min(app.direct_max_bytes, 65_536) and b"expect" not in dict(raw))
+              and len(body) <= min(app.direct_max_bytes, LIMITS.drain_bytes) and b"expect" not in dict(raw))
     assert via != "direct" or direct, "the protocol would not take this request to a direct route"
     if direct and via != "asgi":
         status, reply, reply_headers = route(raw, body, ("127.0.0.1", 50000))

@@ -27,8 +27,6 @@ import noop_app
 from opml.asgi import LIMITS, LOG_CONFIG, bind, protocol_class, uvicorn_server
 from opml.serving import server
 
-APP = noop_app.app  # what the workers serve (main() picks it)
-
 
 def serve(args: argparse.Namespace, sock: socket.socket, ready_fd: int, standby: bool = False) -> int:
     """One worker, as opml.serving.server.serve runs it, with the do-nothing app in place of the scoring app
@@ -40,7 +38,7 @@ def serve(args: argparse.Namespace, sock: socket.socket, ready_fd: int, standby:
     def started() -> None:
         os.write(ready_fd, json.dumps({"pid": pid, "inference": "do-nothing", "load_s": 0.0}).encode() + b"\n")
 
-    uvicorn_server(APP, on_started=started).run(sockets=[sock])
+    uvicorn_server(args.app, on_started=started).run(sockets=[sock])
     return 0
 
 
@@ -59,13 +57,12 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--direct", action="store_true", help="answer POST /score as a direct route")
     cli = ap.parse_args()
-    global APP
-    APP = noop_app.direct_app if cli.direct else noop_app.app
     logging.Formatter.converter = time.gmtime
     logging.config.dictConfig(LOG_CONFIG)
     with tempfile.TemporaryDirectory(prefix="opml-noop-") as tmp:
         root = Path(tmp)
-        args = argparse.Namespace(workspace=root, name="noop", model="do-nothing", host=cli.host, port=cli.port,
+        args = argparse.Namespace(app=noop_app.direct_app if cli.direct else noop_app.app,  # what workers serve
+                                  workspace=root, name="noop", model="do-nothing", host=cli.host, port=cli.port,
                                   workers=cli.workers, metrics_dir=root / "metrics", no_auth=True)
         sock = bind(cli.host, cli.port, backlog=LIMITS.backlog, listen=False)
         server.serve = serve  # what Supervisor._worker runs in each forked worker

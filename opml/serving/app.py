@@ -96,7 +96,11 @@ class ScoringApp:
         self._read_json = getattr(scorer, "read_json", None)  # the C reader's body -> batch, when the scorer has it
         # answered by opml.asgi's protocol without the ASGI layer once the whole (short) body has arrived
         self.direct_routes = {b"/score": self.score_now}
-        self.direct_max_bytes = max_request_bytes
+
+    @property
+    def direct_max_bytes(self) -> int:
+        """The longest body a direct route takes (opml.asgi also caps it at LIMITS.drain_bytes)."""
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

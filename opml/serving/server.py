@@ -388,7 +388,8 @@ def serve(args: argparse.Namespace, sock: socket.socket, ready_fd: int, standby:
         return 0
     # cheap from here (milliseconds): a promoted standby creates its counters file only now
     watch = FileWatch()  # the keys file and the telemetry switch, re-read when they change (opml.serving.watch)
-    keys = None if args.no_auth else KeyChecker(key_file(secrets, args.name), watch.watch(key_file(secrets, args.name)))
+    keys_path = key_file(secrets, args.name)
+    keys = None if args.no_auth else KeyChecker(keys_path, watch.watch(keys_path))
     url = f"http://{args.host}:{args.port}"
     openapi = json.dumps(build(scorer.model_ref, scorer.columns, scorer.classes, scorer.example,
                                auth_enabled=keys is not None, server_url=url)).encode()
