@@ -23,6 +23,9 @@ import pandas as pd
 from opml.automl.results import SUCCEEDED, ExperimentResult, Progress, TrialResult
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from opml.automl.oof_store import OofStore
     from opml.config import AutoMLSettings
 
 BUDGET_SHARE = 0.97  # the engine aims to finish within this share of experiment_timeout_seconds
@@ -44,7 +47,8 @@ KEEP_FOLD_MODELS = 8  # besides the planned model's, the best candidates' fold m
 
 
 def run_experiment(
-    df: pd.DataFrame, settings: AutoMLSettings, *, on_trial: Callable[[TrialResult], None] | None = None
+    df: pd.DataFrame, settings: AutoMLSettings, *, on_trial: Callable[[TrialResult], None] | None = None,
+    scratch: Path | None = None,
 ) -> ExperimentResult:
     """Run one AutoML experiment on `df` (features + label column) and return its result.
 
@@ -52,8 +56,18 @@ def run_experiment(
     trial's `progress` says how many are done, the best so far and the seconds left. The whole
     call aims to finish within experiment_timeout_seconds (search, ensembles, refit, explanation), less
     the train command's own time around it (COMMAND_OVERHEAD_S).
-    Columns in settings.drop_columns are left out.
+    Columns in settings.drop_columns are left out. While it runs, the candidates' out-of-fold
+    predictions are kept in a folder under `scratch` (default: the system's temporary folder), removed
+    at the end.
     """
+    from opml.automl.oof_store import OofStore
+
+    with OofStore(scratch) as store:
+        return _run(df, settings, on_trial, store)
+
+
+def _run(df: pd.DataFrame, settings: AutoMLSettings, on_trial: Callable[[TrialResult], None] | None,
+         store: OofStore) -> ExperimentResult:
     from opml.automl.evaluate import FoldData, make_splits
     from opml.automl.guardrails import run_guardrails, validate_input
     from opml.automl.search import Clock, SearchContext, run_search
@@ -118,6 +132,8 @@ def run_experiment(
     best_so_far: list[TrialResult] = []
 
     def record(trial: TrialResult, stage: str) -> None:
+        if trial.oof is not None:
+            trial.oof = store.keep(trial.iteration, trial.oof)
         trials.append(trial)
         by_iteration[trial.iteration] = trial
         if trial.status == SUCCEEDED:
@@ -198,6 +214,7 @@ def run_experiment(
     from opml.automl.model import OpmlClassifier, calibrated
     from opml.automl.threshold import choose_threshold
 
+    final.oof = np.array(final.oof)  # out of the store, which goes with the run
     calibration = assess(data.y_eval, final.oof, splits.ens_fold, positive)
     proba = calibrated(final.oof, calibration["map"], positive)
     threshold = choose_threshold(settings.decision_threshold, data.y_eval, proba, labels, positive)

@@ -62,7 +62,7 @@ def train(ws: Workspace, settings: AutoMLSettings, *, data: str | None = None,
             on_trial(trial)
 
     try:
-        result = run_experiment(df, settings, on_trial=trial_done)
+        result = run_experiment(df, settings, on_trial=trial_done, scratch=ws.cache_dir)
         tracker.wait()
         with tempfile.TemporaryDirectory(prefix="opml-run-") as tmp:
             artifacts = _write_artifacts(result, Path(tmp))
