@@ -568,7 +568,10 @@ def test_deploy_refuses_a_bad_endpoint_name_and_writes_nothing(deployed, name):
     proj, _ = deployed
 
     def files() -> set[Path]:
-        return {p for p in proj.root.parent.rglob("*") if "__pycache__" not in p.parts}
+        # this project's whole tree, plus what sits beside it (where a `..` escape would land); not the trees
+        # of the session's other projects, whose live servers may touch their own files meanwhile
+        mine = {p for p in proj.root.rglob("*") if "__pycache__" not in p.parts}
+        return mine | set(proj.root.parent.iterdir())
 
     before = files()
     assert "invalid endpoint name" in proj.fails("deploy", "--best", "--name", name)
