@@ -13,10 +13,13 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from opml.errors import OpmlError, WorkspaceError
 from opml.workspace.secrets import locked, read_secret, write_secret
+
+if TYPE_CHECKING:
+    from opml.serving.watch import Watched
 
 SLOTS = ("primary", "secondary")
 log = logging.getLogger(__name__)
@@ -91,7 +94,7 @@ class KeyChecker:
     looked at only when it may have changed; without it, on every check.
     """
 
-    def __init__(self, path: Path, watched: Any = None) -> None:
+    def __init__(self, path: Path, watched: Watched | None = None) -> None:
         self.path = path
         self.error: str | None = None
         self._stamp: tuple[int, int, int] | None = None

@@ -92,8 +92,9 @@ class RowPath:
     one-row answers (FeatureBlock.compute / from_matrix, keyed by id(block)). `members`: the CompiledPipelines;
     `pipelines`: the fitted CandidatePipelines they were compiled from. CannotCompile: no row path."""
 
-    def __init__(self, members: Sequence[Any], pipelines: Sequence[Any], *, compact: bool = True) -> None:
-        self._compact = compact  # False: every forest on the node walker (for comparisons)
+    _compact = True  # False (set on a copy, before _plan): every forest on the node walker, to compare against
+
+    def __init__(self, members: Sequence[Any], pipelines: Sequence[Any]) -> None:
         keys: dict[tuple, int] = {}
         self._featurizers: list[Any] = []
         self._members: list[tuple[int, Any, RowKernel | None]] = []  # (row, CompiledPipeline, kernel or None)

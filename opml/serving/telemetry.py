@@ -26,12 +26,15 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from opml.errors import OpmlError
 from opml.files import atomic_write
+
+if TYPE_CHECKING:
+    from opml.serving.watch import Watched
 
 MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 5
@@ -195,9 +198,9 @@ class JsonLines:
 class Telemetry:
     """One worker's telemetry: the live switch (`refresh`, once a request), its lines (`record`) and OTLP export."""
 
-    def __init__(self, root: Path, name: str, model_ref: str, watched: Any = None) -> None:
+    def __init__(self, root: Path, name: str, model_ref: str, watched: Watched | None = None) -> None:
         self.control = control_file(root, name)
-        self._watched = watched  # opml.serving.watch.Watched: the switch is looked at only when it may have changed
+        self._watched = watched  # the switch is looked at only when it may have changed
         self.model = model_ref
         self.log = JsonLines(telemetry_log(root, name), render=self._render)
         self.enabled = False

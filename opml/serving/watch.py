@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,7 @@ class FileWatch:
             if w is not None:
                 w.changed = True
 
-    def _stop_watching(self, which: Any) -> None:
+    def _stop_watching(self, which: Callable[[Watched], bool]) -> None:
         for w in self.files.values():
             if which(w):
                 w.watching, w.changed = False, True
