@@ -60,6 +60,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from peers.dataset import dataset
 from peers.names import names
 
 STARTED = time.monotonic()
@@ -501,16 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = build_parser().parse_args()
-    if args.data is None:
-        from opml.data.reference import reference_csv
-        from opml.errors import OpmlError
-
-        try:
-            args.data = reference_csv(REPO)
-        except OpmlError as exc:
-            raise SystemExit(f"{exc.line()}; or pass --data PATH") from None
-    if not args.data.is_file():
-        raise SystemExit(f"dataset not found at {args.data}; pass --data PATH")
+    args.data = dataset(args.data, REPO)
     if args.worker:
         sys.path.insert(0, str(REPO))
         out = WORKERS[args.worker](args.data, args.budget, args.holdout_rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -130,3 +131,12 @@ def run_opml(*args: str, cwd: Path, env: dict[str, str] | None = None, input: st
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("OPML_")} | (env or {})
     return subprocess.run([sys.executable, "-m", "opml", *args], cwd=cwd, env=full_env, input=input,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def benchmark_module(name: str):
+    """benchmarks/<name>.py imported as a module (the benchmarks are scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -13,15 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import benchmark_module
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "automl_quality.py"
 
 
 def _quality():
-    spec = importlib.util.spec_from_file_location("automl_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("automl_quality")
 
 
 def _autogluon_python() -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import benchmark_module
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _outer_eval():
-    spec = importlib.util.spec_from_file_location("outer_eval", REPO / "benchmarks" / "outer_eval.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("outer_eval")
 
 
 def _rule(auc: float, f1: float, leaves: int, us: float, cv: float, pipeline: str) -> dict:
